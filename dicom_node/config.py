@@ -1,0 +1,160 @@
+"""One validated settings object, loaded once (YAML file + ``DICOM_NODE_*`` environment) and
+passed to every component, so nothing reads global configuration behind the caller's back.
+
+Environment variables override the file: ``DICOM_NODE_PORT=11113``,
+``DICOM_NODE_DATABASE_URL=postgresql+psycopg2://…``; nested fields use ``__``
+(``DICOM_NODE_COMPLETION__QUIET_PERIOD_S=2``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dicom_node.errors import ConfigError
+
+__all__ = [
+    "Peer",
+    "DicomDestination",
+    "DicomWebDestination",
+    "CompletionSettings",
+    "Settings",
+    "load_settings",
+]
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash, no control chars
+
+
+def _check_ae(value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError(f"{value!r} is not a valid AE title (1-16 printable characters, no backslash)")
+    return value.strip()
+
+
+class Peer(BaseModel):
+    """A calling AE allowed to associate; ``host`` optionally pins it to an address."""
+
+    ae_title: str
+    host: str | None = None
+
+    _ae = field_validator("ae_title")(_check_ae)
+
+
+class DicomDestination(BaseModel):
+    """A DIMSE peer we send to (C-STORE SCU) or that may be a C-MOVE destination."""
+
+    kind: Literal["dicom"] = "dicom"
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    _ae = field_validator("ae_title")(_check_ae)
+
+
+class DicomWebDestination(BaseModel):
+    """A DICOMweb server we STOW-RS to."""
+
+    kind: Literal["dicomweb"] = "dicomweb"
+    url: str
+
+
+Destination = DicomDestination | DicomWebDestination
+
+
+class CompletionSettings(BaseModel):
+    """When a series/study counts as complete: ``quiet_period_s`` without new instances."""
+
+    quiet_period_s: float = Field(10.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of the node; defaults run it embedded (SQLite, no Redis) in ``./var``."""
+
+    model_config = SettingsConfigDict(env_prefix="DICOM_NODE_", env_nested_delimiter="__", extra="forbid")
+
+    ae_title: str = "DICOM_NODE"
+    host: str = "0.0.0.0"
+    port: int = Field(11112, ge=0, le=65535)
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    max_pdu: int = Field(0, ge=0, description="largest PDU we accept; 0 = unlimited (fewest fragments)")
+    network_timeout_s: float = 60.0
+    allowed_peers: list[Peer] = Field(default_factory=list, description="empty: any calling AE is accepted")
+    duplicate_policy: Literal["replace", "keep"] = "replace"
+    min_free_disk_mb: int = Field(500, ge=0, description="refuse C-STORE with 0xA700 below this")
+    completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    destinations: dict[str, DicomDestination | DicomWebDestination] = Field(default_factory=dict)
+    broker_url: str | None = None
+    log_level: str = "INFO"
+    log_phi: bool = False
+
+    _ae = field_validator("ae_title")(_check_ae)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'index.sqlite'}"
+        return self
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: CLI flags (init) > environment > YAML file, so a deployment can override
+        # one value without rewriting the file, and a flag typed by hand always wins.
+        file_source = _FileSource(settings_cls, _file_data.get("data", {}))
+        return init_settings, env_settings, file_source
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The YAML file's values, lowest precedence."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+_file_data: dict[str, dict[str, Any]] = {}
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings: ``overrides`` (CLI flags) over ``DICOM_NODE_*`` environment over the YAML file.
+
+    Raises ConfigError naming the field when anything is invalid.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+    _file_data["data"] = data
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,1 @@
+"""The DICOM SCP: association control, C-ECHO and C-STORE into the durable store."""

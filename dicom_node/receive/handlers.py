@@ -1,0 +1,121 @@
+"""Event handlers of the SCP. They never raise to the peer: every outcome is a DIMSE status
+(PS3.4 Annex B.2.3) and a log line saying why.
+
+C-STORE order of events — the success status leaves only after step 4:
+1. pynetdicom streams the dataset to a temp file in ``incoming`` (STORE_RECV_CHUNKED_DATASET),
+   so a 1 GB multi-frame object never sits in memory;
+2. the file's element headers are parsed to validate it and read its UIDs;
+3. the file is fdatasync'ed and renamed to its place in the store, its folder fsync'ed;
+4. its index record is queued for the batched index writer (reconciliation covers a crash).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from enum import IntEnum
+from pathlib import Path
+
+from pynetdicom import evt
+from pynetdicom.events import Event
+
+from dicom_node.config import Settings
+from dicom_node.store.filestore import FileStore
+from dicom_node.store.header import HeaderError, read_header
+from dicom_node.store.writer import IndexWriter
+
+__all__ = ["Status", "StoreHandler", "AccessControl"]
+
+log = logging.getLogger(__name__)
+
+
+class Status(IntEnum):
+    """The DIMSE statuses the storage SCP answers with."""
+
+    SUCCESS = 0x0000
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    OUT_OF_RESOURCES = 0xA700
+    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+
+
+class AccessControl:
+    """Calling-AE allowlist (optionally pinned to a host): others get A-ASSOCIATE-RJ
+    (rejected-permanent, service-user, calling-AE-title-not-recognized)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.peers = settings.allowed_peers
+
+    def on_requested(self, event: Event) -> None:
+        if not self.peers:
+            return
+        calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+        address = event.assoc.requestor.address
+        for peer in self.peers:
+            if peer.ae_title == calling and (peer.host is None or peer.host == address):
+                return
+        log.warning("association from %r at %s rejected: not in allowed_peers", calling, address)
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+
+
+class StoreHandler:
+    """EVT_C_STORE: validate, make durable, index, answer."""
+
+    def __init__(self, settings: Settings, store: FileStore, writer: IndexWriter, accepted: set[str]) -> None:
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+        self.accepted = accepted
+        self.min_free = settings.min_free_disk_mb * 1024 * 1024
+
+    def __call__(self, event: Event) -> int:
+        req = event.request
+        sop_class = str(req.AffectedSOPClassUID)
+        calling = event.assoc.requestor.ae_title.strip()
+        temp = Path(event.dataset_path)
+        try:
+            return self._store(temp, sop_class, str(req.AffectedSOPInstanceUID), calling)
+        except Exception:  # a bug must not take the association or the node down
+            log.exception("C-STORE from %s failed unexpectedly; answering 0xC000", calling)
+            return Status.CANNOT_UNDERSTAND
+        finally:
+            temp.unlink(missing_ok=True)  # anything not committed was never acknowledged
+
+    def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str) -> int:
+        if sop_class not in self.accepted:
+            log.warning("C-STORE from %s refused: SOP class %s not supported", calling, sop_class)
+            return Status.SOP_CLASS_NOT_SUPPORTED
+        if self.store.free_bytes() < self.min_free:
+            log.error("C-STORE from %s refused: less than %d MB free in the store", calling, self.settings.min_free_disk_mb)
+            return Status.OUT_OF_RESOURCES
+        try:
+            record = read_header(temp)
+        except HeaderError as exc:
+            log.warning("C-STORE %s from %s refused (0x%04X): %s", sop_instance, calling, exc.status, exc.reason)
+            return exc.status
+        if record.sop_class_uid and record.sop_class_uid != sop_class:
+            log.warning(
+                "C-STORE %s from %s refused (0xA900): dataset SOP class %s, request says %s",
+                sop_instance, calling, record.sop_class_uid, sop_class,
+            )  # fmt: skip
+            return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+        final = self.store.path_for(record.study_uid, record.series_uid, record.sop_instance_uid)
+        if self.settings.duplicate_policy == "keep" and final.exists():
+            log.info("C-STORE %s from %s: already stored, kept the first copy", record.sop_instance_uid, calling)
+            return Status.SUCCESS
+        try:
+            final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid)
+        except OSError as exc:
+            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else str(exc)
+            log.error("C-STORE %s from %s not stored (0xA700): %s", record.sop_instance_uid, calling, reason)
+            return Status.OUT_OF_RESOURCES
+        record.path, record.calling_ae = str(final), calling
+        self.writer.put(record)
+        log.debug("stored %s (%d bytes) from %s", record.sop_instance_uid, record.size, calling)
+        return Status.SUCCESS
+
+
+def handle_echo(event: Event) -> int:
+    """C-ECHO: we are up."""
+    return Status.SUCCESS
+

@@ -1,0 +1,101 @@
+"""The node's DICOM server: one pynetdicom AE with storage (and Q/R) contexts, access control,
+the durable store and the batched index writer, reconciled with each other on start."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node.config import Settings
+from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_node.receive.handlers import AccessControl, StoreHandler, handle_echo
+from dicom_node.store.filestore import FileStore
+from dicom_node.store.index import Index
+from dicom_node.store.reconcile import reconcile
+from dicom_node.store.writer import IndexWriter
+
+__all__ = ["NodeServer"]
+
+log = logging.getLogger(__name__)
+
+Handler = tuple[Any, Callable[..., Any]]
+
+
+class NodeServer:
+    """Receive (C-ECHO, C-STORE) and, with ``qr=True``, answer Q/R, until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, index: Index | None = None, qr: bool = True) -> None:
+        self.settings = settings
+        self.index = index or Index(settings.database_url or "")
+        self.store = FileStore(settings.store_dir)
+        self.writer = IndexWriter(self.index)
+        self.qr = qr
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port: 0``)."""
+        assert self._server is not None, "server not started"
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        report = reconcile(self.store, self.index)
+        if report.unreadable:
+            log.error("%d stored files are unreadable; see above", len(report.unreadable))
+        self.writer.start()
+        # pynetdicom streams received datasets to NamedTemporaryFile in the default temp
+        # folder: point it at our incoming folder (same filesystem as the store) so a received
+        # file is committed by a rename, never copied.
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        tempfile.tempdir = str(self.store.incoming)
+        ae = self._build_ae()
+        self._server = ae.start_server(
+            (self.settings.host, self.settings.port), block=False, evt_handlers=self._handlers()
+        )
+        log.info(
+            "%s listening on %s:%d, store %s",
+            self.settings.ae_title, self.settings.host, self.port, self.store.root,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.writer.stop()
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.settings.ae_title)
+        ae.maximum_pdu_size = self.settings.max_pdu
+        ae.network_timeout = self.settings.network_timeout_s
+        ae.acse_timeout = 30
+        ae.dimse_timeout = self.settings.network_timeout_s
+        ae.maximum_associations = 64
+        ae.add_supported_context(Verification)
+        for uid in STORAGE_SOP_CLASSES.values():
+            # Role selection lets a C-GET requestor act as storage SCP on our sub-operations.
+            ae.add_supported_context(uid, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+        if self.qr:
+            from dicom_node.qr.scp import qr_contexts
+
+            for uid in qr_contexts():
+                ae.add_supported_context(uid)
+        return ae
+
+    def _handlers(self) -> Sequence[Handler]:
+        store = StoreHandler(self.settings, self.store, self.writer, set(STORAGE_SOP_CLASSES.values()))
+        handlers: list[Handler] = [
+            (evt.EVT_REQUESTED, AccessControl(self.settings).on_requested),
+            (evt.EVT_C_ECHO, handle_echo),
+            (evt.EVT_C_STORE, store),
+        ]
+        if self.qr:
+            from dicom_node.qr.scp import qr_handlers
+
+            handlers.extend(qr_handlers(self.settings, self.index))
+        return handlers

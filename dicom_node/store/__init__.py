@@ -1,0 +1,1 @@
+"""Durable file store and the SQL index over it."""

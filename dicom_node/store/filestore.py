@@ -1,0 +1,121 @@
+"""Atomic, sender-proof file store.
+
+Layout: ``<root>/<study>/<series>/<sop>.dcm``. A path component is the UID itself when it is a
+well-formed UID (digits and dots, PS3.5 §9.1), otherwise ``x`` + a SHA-256 of it, so a sender
+can never steer a path (``../../x`` becomes ``x3f1c…``). Files arrive in ``<root>/../incoming``
+(same filesystem), are fdatasync'ed there and renamed into place; the folder is fsync'ed after
+the rename so the name is durable too. Only then may a C-STORE success be sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["FileStore", "safe_component"]
+
+_UID = re.compile(r"^[0-9](?:[0-9.]{0,63})$")
+
+
+def safe_component(uid: str) -> str:
+    """A path component for ``uid`` that cannot escape or collide with another UID's."""
+    if _UID.match(uid) and ".." not in uid:
+        return uid
+    return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+class FileStore:
+    """Files by study/series/instance under ``root``; writes are atomic and durable."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root.parent / "incoming"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        return self.root / safe_component(study_uid) / safe_component(series_uid) / f"{safe_component(sop_uid)}.dcm"
+
+    def commit(self, temp_path: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Make ``temp_path`` (in ``incoming``) durable at its final place and return that place."""
+        final = self.path_for(study_uid, series_uid, sop_uid)
+        fd = os.open(temp_path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self._ensure_dir(final.parent)
+        try:
+            os.replace(temp_path, final)
+        except FileNotFoundError:  # folder removed behind our cache (e.g. a purge): make it again
+            self._known_dirs.discard(final.parent)
+            self._ensure_dir(final.parent)
+            os.replace(temp_path, final)
+        _fsync_dir(final.parent)
+        return final
+
+    def write_bytes(self, data: bytes, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Write ``data`` durably (temp file in ``incoming`` → fdatasync → rename → fsync folder)."""
+        fd, name = _mkstemp(self.incoming)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return self.commit(Path(name), study_uid, series_uid, sop_uid)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def iter_files(self) -> Iterator[Path]:
+        """Every stored instance file, for reconciliation."""
+        for study in os.scandir(self.root):
+            if not study.is_dir():
+                continue
+            for series in os.scandir(study.path):
+                if not series.is_dir():
+                    continue
+                for entry in os.scandir(series.path):
+                    if entry.name.endswith(".dcm") and entry.is_file():
+                        yield Path(entry.path)
+
+    def clear_incoming(self) -> int:
+        """Delete partial files left by a crash; none of them was ever acknowledged."""
+        removed = 0
+        for entry in os.scandir(self.incoming):
+            if entry.is_file():
+                os.unlink(entry.path)
+                removed += 1
+        return removed
+
+    def _ensure_dir(self, folder: Path) -> None:
+        if folder in self._known_dirs:
+            return
+        created = []
+        for parent in reversed([folder, *folder.parents]):
+            if parent == self.root or self.root in parent.parents:
+                if not parent.exists():
+                    parent.mkdir(exist_ok=True)
+                    created.append(parent)
+        for new in created:  # a new folder's name must be durable before files inside it are
+            _fsync_dir(new.parent)
+        self._known_dirs.add(folder)
+
+
+def _mkstemp(folder: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(suffix=".part", dir=folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
