@@ -1,0 +1,211 @@
+"""Segmentation results as DICOM SEG (PS3.3 A.51), the IHE AIR way.
+
+``encode_segmentation`` writes a BINARY SEG with one segment per label of the mask;
+``encode_heatmap`` writes a classifier's explanation map as a FRACTIONAL (probability) SEG with
+Content Label ``HEATMAP``. Both:
+
+- are pixel-aligned with the source (frame ``i`` on ``source[i]``, every frame carrying its
+  Derivation Image Sequence), uncompressed (Explicit VR Little Endian), with
+  ``omit_empty_frames=False`` (viewers have misplaced masks of SEGs that omit frames);
+- inherit patient and study from the source, so they land in the same study;
+- mark every segment AUTOMATIC with an Algorithm Identification Sequence and carry the AIR
+  Contributing Equipment item (:mod:`.algorithm`);
+- get UIDs derived from source series, pipeline and version (:mod:`.uids`): a re-run replaces.
+
+No finding: an all-empty mask is still encoded, explicitly, with every frame present (with
+``omit_empty_frames=False`` highdicom has nothing to warn about). The node sends it together
+with the SR that says "Absent" (:func:`dicom_node.encoders.sr.encode_segmentation_report`):
+because the SEG keeps its deterministic UIDs, it overwrites a positive SEG that an earlier run
+of the same pipeline version stored for that series, rather than leaving a stale mask behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from highdicom import color
+from highdicom.seg import (
+    SegmentAlgorithmTypeValues,
+    SegmentationFractionalTypeValues,
+    SegmentationTypeValues,
+    Segmentation,
+    SegmentDescription,
+)
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian
+
+from pipelines.base import ClassificationOutput, ImagingResult, SegmentationOutput
+
+from .algorithm import MANUFACTURER, AlgorithmInfo, add_contributing_equipment
+from .coding import coded
+from .uids import result_uid
+
+__all__ = ["encode_segmentation", "encode_heatmap", "segment_values", "tracking_uid"]
+
+logger = logging.getLogger(__name__)
+
+# Distinct display colours (sRGB), cycled over segments.
+_PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48),
+            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+_HEATMAP_COLOUR = (255, 140, 0)
+
+
+def segment_values(segmentation: SegmentationOutput) -> list[int]:
+    """Label values in segment order: segment ``n`` (1-based) holds the ``n``-th smallest label."""
+    return sorted(segmentation.labels)
+
+
+def tracking_uid(result: ImagingResult, key: str) -> str:
+    """The Tracking UID shared by a SEG segment and the SR group that measures it."""
+    return result_uid(_series_uid(result.source), result.pipeline, result.version, f"tracking/{key}")
+
+
+def encode_segmentation(result: ImagingResult, algorithm: AlgorithmInfo, series_number: int = 900) -> Segmentation:
+    """``result.segmentation`` as a BINARY SEG, one segment per label (see module notes)."""
+    if result.segmentation is None:
+        raise ValueError("The result has no segmentation to encode.")
+    source = _check_source(result.source)
+    mask = _frames(result.segmentation.mask, source, "Segmentation mask")
+    values = segment_values(result.segmentation)
+    if not values:
+        raise ValueError("The segmentation has no labels.")
+    unknown = set(np.unique(mask).tolist()) - {0, *values}
+    if unknown:
+        raise ValueError(f"Mask values {sorted(unknown)} have no SegmentLabel.")
+
+    descriptions = []
+    for number, value in enumerate(values, start=1):
+        label = result.segmentation.labels[value]
+        descriptions.append(
+            SegmentDescription(
+                segment_number=number,
+                segment_label=label.label[:64],
+                segmented_property_category=coded(label.category),
+                segmented_property_type=coded(label.type),
+                algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm.seg_identification(),
+                tracking_uid=tracking_uid(result, f"label/{value}"),
+                tracking_id=f"{label.label} {number}"[:64],
+                anatomic_regions=[coded(label.anatomic_region)] if label.anatomic_region else None,
+                display_color=color.CIELabColor.from_rgb(*_PALETTE[(number - 1) % len(_PALETTE)]),
+            )
+        )
+    stacked = np.stack([mask == value for value in values], axis=-1).astype(np.uint8)
+    if not stacked.any():
+        logger.info("Encoding an empty segmentation (no finding) with all %d frames", mask.shape[0])
+    seg = _segmentation(
+        result, algorithm, source, stacked, SegmentationTypeValues.BINARY, descriptions,
+        series_number, role="seg", content_label="SEGMENTATION",
+        series_description=f"AI segmentation {algorithm.name}",
+    )
+    return seg
+
+
+def encode_heatmap(result: ImagingResult, algorithm: AlgorithmInfo, series_number: int = 902) -> Segmentation:
+    """A classifier's explanation map on a single 2D image as a FRACTIONAL probability SEG."""
+    classification: ClassificationOutput | None = result.classification
+    if classification is None:
+        raise ValueError("The result has no classification whose heatmap could be encoded.")
+    source = _check_source(result.source)
+    if len(source) != 1 or int(source[0].get("NumberOfFrames", 1)) != 1:
+        raise ValueError("A heatmap is encoded on exactly one single-frame source image.")
+    heatmap = np.asarray(classification.heatmap, dtype=np.float32)
+    if not np.isfinite(heatmap).all():
+        raise ValueError("The heatmap contains NaN or infinite values.")
+    heatmap = _frames(np.clip(heatmap, 0.0, 1.0), source, "Heatmap")
+    description = SegmentDescription(
+        segment_number=1,
+        segment_label=f"{classification.finding.meaning} heatmap"[:64],
+        segmented_property_category=codes.cid7150.MorphologicallyAbnormalStructure,
+        segmented_property_type=coded(classification.finding),
+        algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm.seg_identification(),
+        tracking_uid=tracking_uid(result, "classification"),
+        tracking_id=f"{classification.finding.meaning} 1"[:64],
+        display_color=color.CIELabColor.from_rgb(*_HEATMAP_COLOUR),
+    )
+    return _segmentation(
+        result, algorithm, source, heatmap[..., np.newaxis], SegmentationTypeValues.FRACTIONAL,
+        [description], series_number, role="heatmap", content_label="HEATMAP",
+        series_description=f"AI heatmap {algorithm.name}",
+    )
+
+
+def _segmentation(
+    result: ImagingResult,
+    algorithm: AlgorithmInfo,
+    source: list[Dataset],
+    pixels: np.ndarray,
+    kind: SegmentationTypeValues,
+    descriptions: Sequence[SegmentDescription],
+    series_number: int,
+    role: str,
+    content_label: str,
+    series_description: str,
+) -> Segmentation:
+    series_uid = _series_uid(source)
+    seg = Segmentation(
+        source_images=source,
+        pixel_array=pixels,
+        segmentation_type=kind,
+        segment_descriptions=descriptions,
+        series_instance_uid=result_uid(series_uid, result.pipeline, result.version, f"{role}-series"),
+        series_number=series_number,
+        sop_instance_uid=result_uid(series_uid, result.pipeline, result.version, role),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        # The Device UID identifies this algorithm and model exactly, as a serial number would.
+        device_serial_number=str(algorithm.device_uid),
+        fractional_type=SegmentationFractionalTypeValues.PROBABILITY,
+        max_fractional_value=255,
+        content_description=f"{algorithm.name} {algorithm.version}"[:64],
+        content_label=content_label,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        omit_empty_frames=False,
+        series_description=series_description[:64],
+    )
+    if "ImageOrientationPatient" not in source[0]:
+        _projection_geometry(seg, source[0])
+    add_contributing_equipment(seg, algorithm)
+    return seg
+
+
+def _projection_geometry(seg: Segmentation, image: Dataset) -> None:
+    """Describe a SEG on a projection radiograph as the radiograph itself is described.
+
+    A DX image may carry a Frame of Reference UID without any patient-space position; highdicom
+    copies the UID, and with a Frame of Reference dciodvfy asks for a Slice Thickness in the Pixel
+    Measures macro (PS3.3 C.7.6.16.2.1) that a projection does not have. Such a SEG is located by its Derivation Image Sequence,
+    not by patient coordinates, so the UID is dropped and Patient Orientation (General Image,
+    Type 2C when there is no Image Orientation (Patient)) is copied instead.
+    """
+    for keyword in ("FrameOfReferenceUID", "PositionReferenceIndicator"):
+        if keyword in seg:
+            delattr(seg, keyword)
+    seg.PatientOrientation = image.get("PatientOrientation", "")
+
+
+def _check_source(source: list[Dataset]) -> list[Dataset]:
+    if not source:
+        raise ValueError("The result has no source images.")
+    return source
+
+
+def _series_uid(source: Sequence[Dataset]) -> str:
+    return str(source[0].SeriesInstanceUID)
+
+
+def _frames(array: np.ndarray, source: Sequence[Dataset], what: str) -> np.ndarray:
+    """``array`` as (frames, rows, cols) matching the source frame for frame."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    expected = (len(source), int(source[0].Rows), int(source[0].Columns))
+    if array.shape != expected:
+        raise ValueError(f"{what} has shape {array.shape}; the source needs {expected} (frames, rows, cols).")
+    return array
