@@ -17,12 +17,15 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.errors import ConfigError
+from dicom_node.routing.rules import Rule
 
 __all__ = [
     "Peer",
     "DicomDestination",
     "DicomWebDestination",
     "CompletionSettings",
+    "QueueSettings",
+    "PipelineSettings",
     "Settings",
     "load_settings",
 ]
@@ -73,6 +76,31 @@ class CompletionSettings(BaseModel):
     poll_interval_s: float = Field(1.0, gt=0)
 
 
+class QueueSettings(BaseModel):
+    """Celery broker and the outbox's retry policy.
+
+    ``broker_url`` None runs the embedded broker (kombu's filesystem transport under
+    ``data_dir/broker``): no server to install. Production: ``redis://host:6379/0``.
+    """
+
+    broker_url: str | None = None
+    max_attempts: int = Field(5, ge=1)
+    retry_base_s: float = Field(5.0, gt=0, description="back-off: base * 2**(attempt-1), capped")
+    retry_max_s: float = Field(600.0, gt=0)
+    lease_s: float = Field(900.0, gt=0, description="a running job silent this long is re-dispatched")
+    requeue_after_s: float = Field(300.0, gt=0, description="a queued job not started this long is re-sent")
+    relay_interval_s: float = Field(0.2, gt=0)
+    embedded_workers: dict[str, int] = Field(default_factory=lambda: {"gpu": 1, "cpu": 1, "send": 2})
+
+
+class PipelineSettings(BaseModel):
+    """Per-pipeline overrides: a MONAI bundle to use instead of the demo one, urgency threshold."""
+
+    bundle: Path | None = None
+    urgent_threshold: float | None = Field(None, ge=0, le=1)
+    device: str | None = None
+
+
 class Settings(BaseSettings):
     """Every setting of the node; defaults run it embedded (SQLite, no Redis) in ``./var``."""
 
@@ -90,7 +118,13 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(500, ge=0, description="refuse C-STORE with 0xA700 below this")
     completion: CompletionSettings = Field(default_factory=CompletionSettings)
     destinations: dict[str, DicomDestination | DicomWebDestination] = Field(default_factory=dict)
-    broker_url: str | None = None
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    rules: list[Rule] = Field(default_factory=list)
+    pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
+    return_results_to_origin: bool = Field(True, description="send results to the calling AE's destination")
+    origins: dict[str, str] = Field(
+        default_factory=dict, description="calling AE title → destination name, where they differ"
+    )
     log_level: str = "INFO"
     log_phi: bool = False
 
@@ -103,9 +137,37 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'index.sqlite'}"
         return self
 
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule names: {dupes}")
+        for rule in self.rules:
+            for dest in rule.forward:
+                if dest not in self.destinations:
+                    raise ValueError(f"rule {rule.name!r} field 'forward': unknown destination {dest!r}")
+            if rule.fetch_priors and rule.fetch_priors.source not in self.destinations:
+                raise ValueError(
+                    f"rule {rule.name!r} field 'fetch_priors.source': unknown destination {rule.fetch_priors.source!r}"
+                )
+        for ae, dest in self.origins.items():
+            if dest not in self.destinations:
+                raise ValueError(f"origins[{ae!r}]: unknown destination {dest!r}")
+        return self
+
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "store"
+
+    def origin_destination(self, calling_ae: str) -> str | None:
+        """The destination results go back to for a study sent by ``calling_ae``."""
+        if calling_ae in self.origins:
+            return self.origins[calling_ae]
+        for name, dest in self.destinations.items():
+            if isinstance(dest, DicomDestination) and dest.ae_title == calling_ae:
+                return name
+        return None
 
     @classmethod
     def settings_customise_sources(
@@ -156,5 +218,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
         raise ConfigError(f"invalid configuration: {problems}") from exc

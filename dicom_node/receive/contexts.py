@@ -25,20 +25,24 @@ from pynetdicom import sop_class as sc
 
 __all__ = ["STORAGE_SOP_CLASSES", "TRANSFER_SYNTAXES"]
 
+# Order is preference when a sender offers several in one context (pynetdicom takes the
+# acceptor's order): lossless compression as sent, then uncompressed, and lossy syntaxes only
+# when offered alone — accepting a lossy syntax for an image offered uncompressed would let the
+# sender degrade it.
 TRANSFER_SYNTAXES: list[str] = [
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    RLELossless,
     ExplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    DeflatedExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
     JPEGLSNearLossless,
-    JPEG2000Lossless,
     JPEG2000,
-    RLELossless,
 ]
 
 STORAGE_SOP_CLASSES: dict[str, str] = {

@@ -11,8 +11,9 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, make_url, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -230,7 +234,10 @@ class _Upserter:
         st.description, st.referring_physician = rec.study_description, rec.referring_physician
         if rec.modality and rec.modality not in st.modalities.split("\\"):
             st.modalities = "\\".join(sorted(filter(None, [*st.modalities.split("\\"), rec.modality])))
-        st.last_received_at = max(st.last_received_at or rec.received_at, rec.received_at)
+        if not rec.made_by_node:  # our own results must not re-open the study they report on
+            st.last_received_at = max(st.last_received_at or rec.received_at, rec.received_at)
+        elif st.last_received_at is None:
+            st.last_received_at, st.completed_at = rec.received_at, rec.received_at
         return st
 
     def _series(self, rec: InstanceRecord) -> Series:
@@ -239,6 +246,8 @@ class _Upserter:
             se = self.session.scalar(select(Series).where(Series.series_uid == rec.series_uid))
             if se is None:
                 se = Series(series_uid=rec.series_uid, study=self._study(rec))
+                if rec.made_by_node:  # a result series is born complete and never routed
+                    se.completed_at = se.routed_at = rec.received_at
                 self.session.add(se)
             self.series[rec.series_uid] = se
         se.study = self._study(rec)

@@ -71,6 +71,7 @@ class Series(Base):
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     last_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    routed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -121,6 +122,7 @@ class Job(Base):
     pipeline: Mapped[str | None] = mapped_column(String(64), nullable=True)
     destination: Mapped[str | None] = mapped_column(String(64), nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=5)  # 0 = stat … 9 = lowest
+    # pending → queued → running → succeeded | retry (→ queued …) | dead (dead letter, retryable by hand)
     state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
@@ -134,6 +136,8 @@ class Job(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class JobEvent(Base):

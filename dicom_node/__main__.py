@@ -1,0 +1,3 @@
+from dicom_node.cli import app
+
+app()

@@ -1,0 +1,1 @@
+"""From stored instances to work: completion detection, routing rules, the router loop."""

@@ -1,0 +1,165 @@
+"""Declarative routing rules (YAML), matched against each series of a complete study.
+
+A rule::
+
+    - name: ct-chest
+      match:                       # a condition tree: all / any / not, or attribute tests
+        all:
+          - Modality: CT           # equality (strings compared case-insensitively)
+          - BodyPartExamined: [CHEST, THORAX]       # any of
+          - SeriesDescription: {regex: "(?i)axial"}  # operators: equals, in, regex, contains,
+          - calling_ae: CT_SCANNER_1                 #   exists, gt, lt
+      priority: stat               # stat | routine
+      pipeline: ct_seg             # run an imaging pipeline on each matching series
+      forward: [archive]           # C-STORE/STOW the whole study to these destinations
+      fetch_priors: {source: pacs, lookback_days: 365, max_count: 3}
+
+Any DICOM keyword of the series' first instance can be tested, plus ``calling_ae``. Rules are
+evaluated in file order and every matching rule applies; a matching ``discard: true`` rule
+drops the series from all later rules. Nothing is ever ``eval``'d: operators are a closed set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydicom.datadict import keyword_dict
+
+__all__ = ["Condition", "FetchPriors", "Rule", "series_attributes", "PRIORITY"]
+
+PRIORITY = {"stat": 0, "routine": 5}
+_OPERATORS = {"equals", "in", "regex", "contains", "exists", "gt", "lt"}
+_PSEUDO = {"calling_ae"}
+
+
+class Condition(BaseModel):
+    """A node of the match tree; exactly one of all/any/not/attribute tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(None, alias="not")
+    tests: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError("a condition must be a mapping")
+        structural = {k: v for k, v in data.items() if k in ("all", "any", "not")}
+        tests = {k: v for k, v in data.items() if k not in ("all", "any", "not", "tests")}
+        return {**structural, "tests": tests}
+
+    @field_validator("tests")
+    @classmethod
+    def _check_tests(cls, tests: dict[str, Any]) -> dict[str, Any]:
+        for key, expected in tests.items():
+            if key not in keyword_dict and key not in _PSEUDO:
+                raise ValueError(f"{key!r} is not a DICOM keyword (or calling_ae)")
+            if isinstance(expected, Mapping):
+                unknown = set(expected) - _OPERATORS
+                if unknown:
+                    raise ValueError(f"{key}: unknown operator(s) {sorted(unknown)}; use {sorted(_OPERATORS)}")
+                if "regex" in expected:
+                    try:
+                        re.compile(str(expected["regex"]))
+                    except re.error as exc:
+                        raise ValueError(f"{key}: invalid regex: {exc}") from exc
+        return tests
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        if self.all is not None and not all(c.matches(attrs) for c in self.all):
+            return False
+        if self.any is not None and not any(c.matches(attrs) for c in self.any):
+            return False
+        if self.not_ is not None and self.not_.matches(attrs):
+            return False
+        return all(_test(attrs.get(key), expected) for key, expected in self.tests.items())
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().upper()
+
+
+def _values(actual: Any) -> list[Any]:
+    if actual is None:
+        return []
+    if isinstance(actual, (list, tuple)):
+        return list(actual)
+    return [actual]
+
+
+def _test(actual: Any, expected: Any) -> bool:
+    values = _values(actual)
+    if isinstance(expected, list):
+        return any(_norm(v) == _norm(e) for v in values for e in expected)
+    if not isinstance(expected, Mapping):
+        return any(_norm(v) == _norm(expected) for v in values)
+    for op, arg in expected.items():
+        if op == "exists" and bool(values) != bool(arg):
+            return False
+        if op == "equals" and not any(_norm(v) == _norm(arg) for v in values):
+            return False
+        if op == "in" and not any(_norm(v) == _norm(a) for v in values for a in _values(arg)):
+            return False
+        if op == "regex" and not any(re.search(str(arg), str(v)) for v in values):
+            return False
+        if op == "contains" and not any(_norm(arg) in _norm(v) for v in values):
+            return False
+        if op in ("gt", "lt"):
+            try:
+                nums = [float(v) for v in values]
+            except (TypeError, ValueError):
+                return False
+            if not nums or not all((n > float(arg)) if op == "gt" else (n < float(arg)) for n in nums):
+                return False
+    return True
+
+
+class FetchPriors(BaseModel):
+    """Query ``source`` for the patient's earlier studies and retrieve them before analysis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    modality: str | None = None
+    lookback_days: int = Field(365 * 3, gt=0)
+    max_count: int = Field(3, gt=0)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    match: Condition
+    priority: Literal["stat", "routine"] = "routine"
+    pipeline: str | None = None
+    forward: list[str] = Field(default_factory=list)
+    fetch_priors: FetchPriors | None = None
+    discard: bool = False
+
+    @model_validator(mode="after")
+    def _has_action(self) -> Rule:
+        if not (self.pipeline or self.forward or self.fetch_priors or self.discard):
+            raise ValueError("a rule needs an action: pipeline, forward, fetch_priors or discard")
+        if self.discard and (self.pipeline or self.forward or self.fetch_priors):
+            raise ValueError("discard cannot be combined with other actions")
+        return self
+
+    @property
+    def priority_value(self) -> int:
+        return PRIORITY[self.priority]
+
+
+def series_attributes(header: Any, calling_ae: str) -> dict[str, Any]:
+    """Attributes a rule may test, from a series' first instance (a pydicom Dataset)."""
+    attrs: dict[str, Any] = {"calling_ae": calling_ae}
+    for elem in header:
+        if elem.keyword and elem.VR not in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            value = elem.value
+            attrs[elem.keyword] = list(value) if elem.VM > 1 else value
+    return attrs
