@@ -56,6 +56,7 @@ class AccessControl:
                 return
         log.warning("association from %r at %s rejected: not in allowed_peers", calling, address)
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        event.assoc.kill()  # as pynetdicom's own rejection does: lets the DUL send the RJ first
 
 
 class StoreHandler:
