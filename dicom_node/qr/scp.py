@@ -1,0 +1,181 @@
+"""Q/R SCP event handlers (PS3.4 Annex C): C-FIND, C-MOVE and C-GET over the index, for the
+Patient Root, Study Root and Patient/Study Only models. The receive SCP binds them.
+
+Handlers never raise to the peer: a refused identifier becomes 0xA900/0xC000 with an Error
+Comment, an unknown move destination 0xA801, an unreachable index 0xA700. C-CANCEL is
+checked before every pending response and every sub-operation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.events import Event, InterventionEvent
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import Verification
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicom_node.config import DicomDestination, Settings
+from dicom_node.qr.model import MODELS, QRError, QRStatus, model_for
+from dicom_node.qr.query import RetrievePlan, plan_find, plan_retrieve
+from dicom_node.qr.subops import PeerContexts, prepare, proposed_contexts
+from dicom_node.store.index import Index
+
+__all__ = ["qr_contexts", "qr_handlers", "QRHandlers"]
+
+log = logging.getLogger(__name__)
+
+
+def qr_contexts() -> list[str]:
+    """The FIND/MOVE/GET SOP classes of every model we serve."""
+    return [uid for m in MODELS.values() for uid in (m.find, m.move, m.get)]
+
+
+def qr_handlers(settings: Settings, index: Index) -> list[tuple[InterventionEvent, Callable[..., Any]]]:
+    handlers = QRHandlers(settings, index)
+    return [(evt.EVT_C_FIND, handlers.find), (evt.EVT_C_MOVE, handlers.move), (evt.EVT_C_GET, handlers.get)]
+
+
+def _status(status: int, comment: str = "", offending: list[int] | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = int(status)
+    if comment:
+        ds.ErrorComment = comment[:64]
+    if offending:
+        ds.OffendingElement = offending
+    return ds
+
+
+def _refusal(exc: QRError) -> Dataset:
+    return _status(exc.status, exc.comment, exc.offending)
+
+
+_INDEX_DOWN = _status(QRStatus.OUT_OF_RESOURCES, "index unavailable")
+
+
+class QRHandlers:
+    """EVT_C_FIND / EVT_C_MOVE / EVT_C_GET generators (pynetdicom's handler protocol)."""
+
+    def __init__(self, settings: Settings, index: Index, batch: int = 256) -> None:
+        self.settings = settings
+        self.index = index
+        self.batch = batch
+        self.dialect = index.engine.dialect.name
+
+    # -- C-FIND ---------------------------------------------------------------------------------
+
+    def find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        started, sent = time.monotonic(), 0
+        try:
+            plan = plan_find(model_for(event.request.AffectedSOPClassUID), self._identifier(event), self.dialect)
+            for response in plan.responses(self.index, self.settings.ae_title, self.batch):
+                if event.is_cancelled:
+                    log.info("C-FIND cancelled after %d matches", sent)
+                    yield QRStatus.CANCEL, None
+                    return
+                sent += 1
+                yield QRStatus.PENDING, response
+        except QRError as exc:
+            log.warning("C-FIND refused (0x%04X): %s", exc.status, exc.comment)
+            yield _refusal(exc), None
+            return
+        except SQLAlchemyError:
+            log.exception("C-FIND failed in the index")
+            yield _INDEX_DOWN, None
+            return
+        log.info(
+            "C-FIND %s level: %d matches in %.1f ms", plan.level, sent, 1000 * (time.monotonic() - started)
+        )  # fmt: skip
+        yield QRStatus.SUCCESS, None
+
+    # -- C-MOVE ---------------------------------------------------------------------------------
+
+    def move(self, event: Event) -> Iterator[Any]:
+        """Yields, per pynetdicom: destination (addr, port, kwargs), sub-operation count, then
+        (status, dataset) per sub-operation."""
+        destination = self._destination(str(event.move_destination).strip())
+        if destination is None:
+            log.warning("C-MOVE refused (0xA801): move destination %r not configured", event.move_destination)
+            yield None, None
+            return
+        try:
+            plan = plan_retrieve(model_for(event.request.AffectedSOPClassUID), self._identifier(event))
+            count = plan.count(self.index)
+            pairs = plan.stored_syntaxes(self.index) if count else []
+        except (QRError, SQLAlchemyError) as exc:
+            # pynetdicom can only send a failure after opening the sub-operation association,
+            # so that association offers just Verification and is released at once.
+            yield destination.host, destination.port, {"contexts": [build_context(Verification)]}
+            yield 1
+            yield self._failure("C-MOVE", exc), None
+            return
+        peer = PeerContexts()
+        contexts = proposed_contexts(pairs)
+        yield destination.host, destination.port, {
+            "contexts": contexts,
+            "evt_handlers": [(evt.EVT_ESTABLISHED, peer.capture)],
+        }
+        yield count
+        yield from self._suboperations(event, plan, peer, "C-MOVE", count)
+
+    # -- C-GET ----------------------------------------------------------------------------------
+
+    def get(self, event: Event) -> Iterator[Any]:
+        """Yields the sub-operation count, then (status, dataset) per sub-operation; the
+        C-STOREs go back on the requestor's association (PS3.4 C.4.3.3)."""
+        try:
+            plan = plan_retrieve(model_for(event.request.AffectedSOPClassUID), self._identifier(event))
+            count = plan.count(self.index)
+        except (QRError, SQLAlchemyError) as exc:
+            yield 1
+            yield self._failure("C-GET", exc), None
+            return
+        peer = PeerContexts()
+        peer.capture(event)
+        yield count
+        yield from self._suboperations(event, plan, peer, "C-GET", count)
+
+    # -- shared ---------------------------------------------------------------------------------
+
+    def _suboperations(
+        self, event: Event, plan: RetrievePlan, peer: PeerContexts, name: str, count: int
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        started, done = time.monotonic(), 0
+        for ref in plan.instances(self.index, self.batch):
+            if event.is_cancelled:
+                log.info("%s cancelled after %d of %d sub-operations", name, done, count)
+                yield QRStatus.CANCEL, None
+                return
+            done += 1
+            yield QRStatus.PENDING, prepare(ref, peer)
+            if done == count:
+                break
+        elapsed = time.monotonic() - started
+        log.info("%s %s level: %d sub-operations in %.2f s", name, plan.level, done, elapsed)
+
+    def _failure(self, name: str, exc: Exception) -> Dataset:
+        if isinstance(exc, QRError):
+            log.warning("%s refused (0x%04X): %s", name, exc.status, exc.comment)
+            return _refusal(exc)
+        log.error("%s failed in the index: %s", name, exc)
+        return _INDEX_DOWN
+
+    @staticmethod
+    def _identifier(event: Event) -> Dataset:
+        try:
+            identifier = event.identifier
+            list(identifier)  # decode every element now, not half-way through the answer
+            return identifier
+        except Exception as exc:  # whatever pydicom raises on bytes it cannot decode
+            raise QRError(QRStatus.UNABLE_TO_PROCESS, f"identifier cannot be decoded: {type(exc).__name__}") from exc
+
+    def _destination(self, ae_title: str) -> DicomDestination | None:
+        for dest in self.settings.destinations.values():
+            if isinstance(dest, DicomDestination) and dest.ae_title == ae_title:
+                return dest
+        return None

@@ -1,0 +1,99 @@
+"""The C-STORE sub-operations of C-MOVE and C-GET (PS3.4 C.4.2.3, C.4.3.3): which presentation
+contexts to propose, and each stored file made ready for what the peer accepted.
+
+Files go out in the transfer syntax they were stored in, so the pixel data is never
+transcoded; only when the peer accepted no context for that syntax is an encapsulated file
+decompressed to Explicit VR Little Endian (pynetdicom itself converts between the
+uncompressed syntaxes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
+from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext, build_context
+
+from dicom_node.qr.query import InstanceRef
+
+__all__ = ["proposed_contexts", "PeerContexts", "prepare"]
+
+log = logging.getLogger(__name__)
+
+_MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: odd context IDs 1..255
+_UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+
+
+def proposed_contexts(pairs: Iterable[tuple[str, str]]) -> list[PresentationContext]:
+    """For each stored (SOP class, transfer syntax): a context offering exactly that syntax,
+    then one per SOP class offering the uncompressed syntaxes as the fallback."""
+    exact: list[PresentationContext] = []
+    fallback: dict[str, PresentationContext] = {}
+    for sop_class, ts in sorted(set(pairs)):
+        if ts and ts not in _UNCOMPRESSED:
+            exact.append(build_context(sop_class, [ts]))
+        fallback.setdefault(sop_class, build_context(sop_class, _UNCOMPRESSED))
+    contexts = [*fallback.values(), *exact]
+    if len(contexts) > _MAX_CONTEXTS:
+        log.warning("%d presentation contexts needed, proposing the first %d", len(contexts), _MAX_CONTEXTS)
+    return contexts[:_MAX_CONTEXTS]
+
+
+class PeerContexts:
+    """What the storage SCP of the sub-operations accepted, with us as SCU.
+
+    For C-MOVE the sub-operation association is opened by pynetdicom after the handler's
+    second yield; ``capture`` (bound to its EVT_ESTABLISHED) records it. For C-GET it is the
+    requestor's own association.
+    """
+
+    def __init__(self) -> None:
+        self.accepted: set[tuple[str, str]] = set()
+
+    def capture(self, event: Event) -> None:
+        self.accepted = {
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+            for cx in event.assoc.accepted_contexts
+            if cx.as_scu and cx.transfer_syntax
+        }
+
+    def allows(self, sop_class: str, ts: str) -> bool:
+        return (sop_class, ts) in self.accepted
+
+    def allows_uncompressed(self, sop_class: str) -> bool:
+        return any((sop_class, ts) in self.accepted for ts in _UNCOMPRESSED)
+
+
+def _unsendable(ref: InstanceRef) -> Dataset:
+    """A dataset pynetdicom cannot send (no file meta): it counts the sub-operation as failed
+    and lists the SOP Instance UID in the Failed SOP Instance UID List (C.4.2.1.4.2)."""
+    ds = Dataset()
+    ds.SOPClassUID = ref.sop_class_uid
+    ds.SOPInstanceUID = ref.sop_instance_uid
+    return ds
+
+
+def prepare(ref: InstanceRef, peer: PeerContexts) -> Dataset:
+    """The dataset to send for ``ref``: as stored where the peer accepts its transfer syntax,
+    decompressed where it accepts only uncompressed ones."""
+    try:
+        ds = dcmread(ref.path)
+    except (OSError, ValueError, EOFError) as exc:
+        log.error("stored file for a retrieve sub-operation is unreadable: %s", exc)
+        return _unsendable(ref)
+    ts = UID(str(ds.file_meta.get("TransferSyntaxUID", ref.transfer_syntax)))
+    if peer.allows(ref.sop_class_uid, ts) or not ts.is_compressed:
+        return ds
+    if not peer.allows_uncompressed(ref.sop_class_uid):
+        return ds  # nothing acceptable: pynetdicom fails the sub-operation and lists the UID
+    try:
+        ds.decompress()
+    except (RuntimeError, ValueError, NotImplementedError) as exc:
+        log.error("cannot decompress %s for a peer that refuses it: %s", ts.name, exc)
+        return _unsendable(ref)
+    log.info("sub-operation converted from %s: the peer did not accept it", ts.name)
+    return ds
