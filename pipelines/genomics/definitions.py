@@ -1,0 +1,222 @@
+"""The CPIC-derived tables in ``data/``, loaded once into typed objects.
+
+Everything clinical lives in those files (see ``data/README.md`` for sources and what could not be
+verified offline); this module only parses and cross-checks them, so a typo in a table fails at load
+time instead of silently mis-calling a genotype.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "DEFINITIONS_VERSION",
+    "BUILDS",
+    "Variant",
+    "AlleleDefinition",
+    "Gene",
+    "Recommendation",
+    "Guideline",
+    "Definitions",
+    "load_definitions",
+]
+
+DATA_DIR = Path(__file__).parent / "data"
+DEFINITIONS_VERSION = "cpic-core-2024.08-r1"
+BUILDS = ("GRCh37", "GRCh38")
+Action = Literal["standard", "decrease", "alternative"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One core SNV; ``ref``/``alt`` are plus-strand bases, the same on both builds."""
+
+    gene: str
+    rsid: str
+    hgvs_c: str
+    chrom: str
+    positions: dict[str, int]
+    ref: str
+    alt: str
+
+    def position(self, build: str) -> int:
+        return self.positions[build]
+
+
+@dataclass(frozen=True)
+class AlleleDefinition:
+    """A star allele (or one CPIC sub-allele of it): the set of core variants it carries."""
+
+    gene: str
+    name: str
+    function: str
+    activity_value: float | None
+    variants: frozenset[str]
+    order: int
+
+
+@dataclass(frozen=True)
+class Gene:
+    """A gene's variants, allele definitions and phenotype rule (CPIC function pairs or activity score)."""
+
+    symbol: str
+    hgnc: str
+    variants: tuple[Variant, ...]
+    alleles: tuple[AlleleDefinition, ...]
+    method: Literal["function_pair", "activity_score"]
+    pair_rules: dict[frozenset[str], str]
+    score_ranges: tuple[tuple[float, float, str], ...]
+    source: str
+    unphased_note: str
+
+    def phenotype_for(self, first: AlleleDefinition, second: AlleleDefinition) -> tuple[str, float | None]:
+        """Phenotype and activity score (activity-score genes only) of one diplotype."""
+        if self.method == "activity_score":
+            if first.activity_value is None or second.activity_value is None:
+                return "Indeterminate", None
+            score = first.activity_value + second.activity_value
+            for low, high, phenotype in self.score_ranges:
+                if low <= score <= high:
+                    return phenotype, score
+            return "Indeterminate", score
+        key = frozenset((first.function, second.function))
+        return self.pair_rules.get(key, "Indeterminate"), None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    text: str
+    strength: str
+    action: Action
+
+
+@dataclass(frozen=True)
+class Guideline:
+    """One CPIC guideline table: drugs (name, RxNorm), genes and the keyed recommendations."""
+
+    id: str
+    drugs: tuple[tuple[str, str], ...]
+    genes: tuple[str, ...]
+    key: Literal["phenotype", "activity_score", "diplotype"]
+    guideline: str
+    citation: str
+    url: str
+    note: str
+    preamble: str
+    fallback: Recommendation | None
+    recommendations: dict[str, Recommendation]
+
+
+@dataclass(frozen=True)
+class Definitions:
+    version: str
+    genes: dict[str, Gene]
+    guidelines: tuple[Guideline, ...]
+    loinc_answers: dict[str, tuple[str, str]]
+    actions: dict[str, tuple[str, str]]
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip() and not line.startswith("#")]
+    return list(csv.DictReader(lines, delimiter="\t"))
+
+
+def _recommendation(raw: dict[str, str]) -> Recommendation:
+    if raw["action"] not in ("standard", "decrease", "alternative"):
+        raise ValueError(f"unknown recommendation action {raw['action']!r}")
+    return Recommendation(raw["text"], raw["strength"], raw["action"])  # type: ignore[arg-type]
+
+
+def _load_genes(data_dir: Path) -> dict[str, Gene]:
+    variants: dict[str, list[Variant]] = {}
+    for row in _read_tsv(data_dir / "variants.tsv"):
+        variant = Variant(
+            gene=row["gene"],
+            rsid=row["rsid"],
+            hgvs_c=row["hgvs_c"],
+            chrom=row["chrom"],
+            positions={"GRCh37": int(row["grch37_pos"]), "GRCh38": int(row["grch38_pos"])},
+            ref=row["ref"],
+            alt=row["alt"],
+        )
+        if len(variant.ref) != 1 or len(variant.alt) != 1:
+            raise ValueError(f"{variant.rsid}: only SNVs are supported, got {variant.ref}>{variant.alt}")
+        variants.setdefault(variant.gene, []).append(variant)
+
+    alleles: dict[str, list[AlleleDefinition]] = {}
+    for order, row in enumerate(_read_tsv(data_dir / "alleles.tsv")):
+        gene = row["gene"]
+        carried = frozenset(v for v in row["variants"].split(";") if v)
+        known = {v.rsid for v in variants.get(gene, [])}
+        if not carried <= known:
+            raise ValueError(f"{gene} {row['allele']}: variants {sorted(carried - known)} not in variants.tsv")
+        value = row["activity_value"]
+        alleles.setdefault(gene, []).append(
+            AlleleDefinition(gene, row["allele"], row["function"], float(value) if value else None, carried, order)
+        )
+
+    rules = json.loads((data_dir / "phenotypes.json").read_text(encoding="utf-8"))["genes"]
+    genes: dict[str, Gene] = {}
+    for symbol, spec in rules.items():
+        if symbol not in variants or symbol not in alleles:
+            raise ValueError(f"{symbol}: phenotype rules without variants or alleles")
+        if sum(1 for a in alleles[symbol] if not a.variants) != 1:
+            raise ValueError(f"{symbol}: exactly one reference allele (no variants) is required")
+        genes[symbol] = Gene(
+            symbol=symbol,
+            hgnc=spec["hgnc"],
+            variants=tuple(sorted(variants[symbol], key=lambda v: v.positions["GRCh38"])),
+            alleles=tuple(alleles[symbol]),
+            method=spec["method"],
+            pair_rules={frozenset(r["functions"]): r["phenotype"] for r in spec.get("rules", [])},
+            score_ranges=tuple((r["min"], r["max"], r["phenotype"]) for r in spec.get("ranges", [])),
+            source=spec["source"],
+            unphased_note=spec.get("unphased_note", ""),
+        )
+    return genes
+
+
+def _load_guidelines(data_dir: Path, genes: dict[str, Gene]) -> tuple[dict, tuple[Guideline, ...]]:
+    raw = json.loads((data_dir / "recommendations.json").read_text(encoding="utf-8"))
+    guidelines = []
+    for g in raw["guidelines"]:
+        unknown = [gene for gene in g["genes"] if gene not in genes]
+        if unknown:
+            raise ValueError(f"guideline {g['id']}: unknown genes {unknown}")
+        guidelines.append(
+            Guideline(
+                id=g["id"],
+                drugs=tuple((name, rxnorm) for name, rxnorm in g["drugs"]),
+                genes=tuple(g["genes"]),
+                key=g["key"],
+                guideline=g["guideline"],
+                citation=g["citation"],
+                url=g["url"],
+                note=g.get("note", ""),
+                preamble=g.get("preamble", ""),
+                fallback=_recommendation(g["fallback"]) if "fallback" in g else None,
+                recommendations={k: _recommendation(v) for k, v in g["recommendations"].items()},
+            )
+        )
+    return raw["actions"], tuple(guidelines)
+
+
+@cache
+def load_definitions(data_dir: Path = DATA_DIR) -> Definitions:
+    """Parse and cross-check the tables (cached: they are read once per process)."""
+    genes = _load_genes(data_dir)
+    actions, guidelines = _load_guidelines(data_dir, genes)
+    answers = json.loads((data_dir / "phenotypes.json").read_text(encoding="utf-8"))["loinc_answers"]
+    return Definitions(
+        version=DEFINITIONS_VERSION,
+        genes=genes,
+        guidelines=guidelines,
+        loinc_answers={k: (v[0], v[1]) for k, v in answers.items() if not k.startswith("_")},
+        actions={k: (v[0], v[1]) for k, v in actions.items()},
+    )
