@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 from scipy.spatial import ConvexHull, QhullError
 
-__all__ = ["Geometry", "SegmentMeasures", "measure_segment", "modality_values"]
+__all__ = ["Geometry", "SegmentMeasures", "measure_segment", "mean_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,27 +102,49 @@ class SegmentMeasures:
     volume_mm3: float | None
     area_mm2: float | None
     max_diameter_mm: float
-    mean_intensity: float | None
 
 
-def modality_values(source: Sequence[Dataset]) -> np.ndarray:
-    """The source pixel data in modality units (frames, rows, cols), float64."""
-    return np.stack([apply_modality_lut(ds.pixel_array, ds).astype(np.float64) for ds in source])
-
-
-def measure_segment(mask: np.ndarray, geometry: Geometry, values: np.ndarray | None) -> SegmentMeasures:
+def measure_segment(mask: np.ndarray, geometry: Geometry) -> SegmentMeasures:
     """Measure one non-empty boolean mask (frames, rows, cols)."""
     count = int(mask.sum())
     if count == 0:
         raise ValueError("Cannot measure an empty segment.")
+    box = _bounding_box(mask)
+    offset = np.array([s.start for s in box])
     voxel_volume = geometry.voxel_volume
     return SegmentMeasures(
         voxel_count=count,
         volume_mm3=None if voxel_volume is None else count * voxel_volume,
         area_mm2=count * geometry.pixel_area if voxel_volume is None else None,
-        max_diameter_mm=_max_diameter(geometry.points(np.argwhere(_boundary(mask)))),
-        mean_intensity=None if values is None else float(values[mask].mean()),
+        max_diameter_mm=_max_diameter(geometry.points(np.argwhere(_boundary(mask[box])) + offset)),
     )
+
+
+def mean_values(source: Sequence[Dataset], labels: np.ndarray, values: Sequence[int]) -> dict[int, float]:
+    """Mean source value, in modality units, under each label value of ``labels`` (frames, rows, cols).
+
+    One pass over the frames that hold any label, so a large series is never held as floats.
+    """
+    size = max(values) + 1
+    sums = np.zeros(size)
+    counts = np.zeros(size, dtype=np.int64)
+    for ds, frame in zip(source, labels):
+        if not frame.any():
+            continue
+        index = frame.ravel().astype(np.intp)
+        keep = index < size
+        pixels = apply_modality_lut(ds.pixel_array, ds).ravel()
+        sums += np.bincount(index[keep], weights=pixels[keep], minlength=size)
+        counts += np.bincount(index[keep], minlength=size)
+    return {value: float(sums[value] / counts[value]) for value in values if counts[value]}
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:

@@ -12,6 +12,9 @@ Content Label ``HEATMAP``. Both:
   Contributing Equipment item (:mod:`.algorithm`);
 - get UIDs derived from source series, pipeline and version (:mod:`.uids`): a re-run replaces.
 
+A BINARY SEG has one frame per source image and segment: a 300-slice CT with 3 labels gives
+900 frames (Weasis 4.6 ignored SEGs over 400 frames; most PACS and OHIF do not mind).
+
 No finding: an all-empty mask is still encoded, explicitly, with every frame present (with
 ``omit_empty_frames=False`` highdicom has nothing to warn about). The node sends it together
 with the SR that says "Absent" (:func:`dicom_node.encoders.sr.encode_segmentation_report`):
@@ -43,7 +46,7 @@ from .algorithm import MANUFACTURER, AlgorithmInfo, add_contributing_equipment
 from .coding import coded
 from .uids import result_uid
 
-__all__ = ["encode_segmentation", "encode_heatmap", "segment_values", "tracking_uid"]
+__all__ = ["encode_segmentation", "encode_heatmap", "segment_values", "tracking_uid", "aligned_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +71,9 @@ def encode_segmentation(result: ImagingResult, algorithm: AlgorithmInfo, series_
     if result.segmentation is None:
         raise ValueError("The result has no segmentation to encode.")
     source = _check_source(result.source)
-    mask = _frames(result.segmentation.mask, source, "Segmentation mask")
+    mask = aligned_frames(result.segmentation.mask, source, "Segmentation mask")
     values = segment_values(result.segmentation)
-    if not values:
-        raise ValueError("The segmentation has no labels.")
-    unknown = set(np.unique(mask).tolist()) - {0, *values}
-    if unknown:
-        raise ValueError(f"Mask values {sorted(unknown)} have no SegmentLabel.")
-
+    segments = _segment_numbers(mask, values)
     descriptions = []
     for number, value in enumerate(values, start=1):
         label = result.segmentation.labels[value]
@@ -93,15 +91,13 @@ def encode_segmentation(result: ImagingResult, algorithm: AlgorithmInfo, series_
                 display_color=color.CIELabColor.from_rgb(*_PALETTE[(number - 1) % len(_PALETTE)]),
             )
         )
-    stacked = np.stack([mask == value for value in values], axis=-1).astype(np.uint8)
-    if not stacked.any():
+    if not segments.any():
         logger.info("Encoding an empty segmentation (no finding) with all %d frames", mask.shape[0])
-    seg = _segmentation(
-        result, algorithm, source, stacked, SegmentationTypeValues.BINARY, descriptions,
+    return _segmentation(
+        result, algorithm, source, segments, SegmentationTypeValues.BINARY, descriptions,
         series_number, role="seg", content_label="SEGMENTATION",
         series_description=f"AI segmentation {algorithm.name}",
     )
-    return seg
 
 
 def encode_heatmap(result: ImagingResult, algorithm: AlgorithmInfo, series_number: int = 902) -> Segmentation:
@@ -115,7 +111,7 @@ def encode_heatmap(result: ImagingResult, algorithm: AlgorithmInfo, series_numbe
     heatmap = np.asarray(classification.heatmap, dtype=np.float32)
     if not np.isfinite(heatmap).all():
         raise ValueError("The heatmap contains NaN or infinite values.")
-    heatmap = _frames(np.clip(heatmap, 0.0, 1.0), source, "Heatmap")
+    heatmap = aligned_frames(np.clip(heatmap, 0.0, 1.0), source, "Heatmap")
     description = SegmentDescription(
         segment_number=1,
         segment_label=f"{classification.finding.meaning} heatmap"[:64],
@@ -190,6 +186,31 @@ def _projection_geometry(seg: Segmentation, image: Dataset) -> None:
     seg.PatientOrientation = image.get("PatientOrientation", "")
 
 
+def _segment_numbers(mask: np.ndarray, values: list[int]) -> np.ndarray:
+    """The mask with label values replaced by segment numbers 1..n (0 stays background).
+
+    Label-map style input keeps memory at one byte per voxel however many labels there are;
+    highdicom still writes one BINARY frame per segment and source image.
+    """
+    if not values:
+        raise ValueError("The segmentation has no labels.")
+    if mask.dtype.kind not in "biu":
+        raise ValueError(f"The mask must hold integer labels, not {mask.dtype}.")
+    if min(values) < 1:
+        raise ValueError("Label values must be positive; 0 is background.")
+    if mask.dtype == bool:
+        mask = mask.view(np.uint8)
+    if int(mask.min()) < 0:
+        raise ValueError("The mask holds negative values.")
+    lookup = np.zeros(max(int(mask.max()), *values) + 1, dtype=np.uint8 if len(values) < 256 else np.uint16)
+    lookup[values] = np.arange(1, len(values) + 1)
+    segments = lookup[mask]
+    stray = (segments == 0) & (mask != 0)
+    if stray.any():
+        raise ValueError(f"Mask values {np.unique(mask[stray]).tolist()} have no SegmentLabel.")
+    return segments
+
+
 def _check_source(source: list[Dataset]) -> list[Dataset]:
     if not source:
         raise ValueError("The result has no source images.")
@@ -200,7 +221,7 @@ def _series_uid(source: Sequence[Dataset]) -> str:
     return str(source[0].SeriesInstanceUID)
 
 
-def _frames(array: np.ndarray, source: Sequence[Dataset], what: str) -> np.ndarray:
+def aligned_frames(array: np.ndarray, source: Sequence[Dataset], what: str) -> np.ndarray:
     """``array`` as (frames, rows, cols) matching the source frame for frame."""
     array = np.asarray(array)
     if array.ndim == 2:

@@ -29,9 +29,9 @@ import logging
 from collections.abc import Sequence
 from itertools import count
 
-import numpy as np
 from highdicom.seg import Segmentation
 from highdicom.sr import (
+    CodedConcept,
     Comprehensive3DSR,
     FindingSite,
     Measurement,
@@ -50,6 +50,7 @@ from highdicom.sr import (
 )
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 
 from pipelines.base import ImagingResult, SegmentLabel
 
@@ -66,8 +67,8 @@ from .coding import (
     coded,
     procedure_for_modality,
 )
-from .measure import Geometry, SegmentMeasures, measure_segment, modality_values
-from .seg import segment_values, tracking_uid
+from .measure import Geometry, SegmentMeasures, mean_values, measure_segment
+from .seg import aligned_frames, segment_values, tracking_uid
 from .uids import result_uid
 
 __all__ = ["encode_segmentation_report", "encode_classification_report"]
@@ -103,11 +104,10 @@ def encode_segmentation_report(
     values = segment_values(segmentation)
     if len(seg.SegmentSequence) != len(values):
         raise ValueError(f"The SEG has {len(seg.SegmentSequence)} segments; the result has {len(values)} labels.")
-    mask = np.asarray(segmentation.mask)
-    mask = mask[np.newaxis] if mask.ndim == 2 else mask
+    mask = aligned_frames(segmentation.mask, source, "Segmentation mask")
     geometry = Geometry.of(source)
     intensity = _INTENSITY.get(str(source[0].Modality))
-    pixel_values = modality_values(source) if intensity else None
+    means = mean_values(source, mask, values) if intensity else {}
 
     groups: list[Group] = []
     found = False
@@ -119,11 +119,10 @@ def encode_segmentation_report(
             groups.append(_absent_group(tracking, label, algorithm))
             continue
         found = True
-        measures = measure_segment(segment_mask, geometry, pixel_values)
+        measures = measure_segment(segment_mask, geometry)
+        mean = (intensity[0], means[value], intensity[1]) if intensity else None
         evaluations = [QualitativeEvaluation(coded(label.type), PRESENT), *_priority(urgent)]
-        groups.append(
-            _segment_group(seg, number, source, tracking, label, algorithm, measures, intensity, evaluations)
-        )
+        groups.append(_segment_group(seg, number, source, tracking, label, algorithm, measures, mean, evaluations))
     if urgent and not found:
         raise ValueError("urgent=True but the segmentation found nothing to flag.")
     return _document(result, algorithm, groups, [*source, seg], series_number, "seg-report",
@@ -194,7 +193,7 @@ def _segment_group(
     label: SegmentLabel,
     algorithm: AlgorithmInfo,
     measures: SegmentMeasures,
-    intensity: tuple | None,
+    mean: tuple[Code | CodedConcept, float, Code | CodedConcept] | None,
     evaluations: list[QualitativeEvaluation],
 ) -> Group:
     measurements = []
@@ -206,9 +205,9 @@ def _segment_group(
         Measurement(codes.cid7469.Diameter, measures.max_diameter_mm, codes.cid7181.Millimeter,
                     derivation=codes.cid7464.Maximum)
     )
-    if intensity is not None and measures.mean_intensity is not None:
-        name, unit = intensity
-        measurements.append(Measurement(name, measures.mean_intensity, unit, derivation=codes.cid7464.Mean))
+    if mean is not None:
+        name, value, unit = mean
+        measurements.append(Measurement(name, value, unit, derivation=codes.cid7464.Mean))
     common = dict(
         tracking_identifier=tracking,
         finding_type=coded(label.type),
@@ -329,4 +328,6 @@ def _document(
         series_description=description[:64],
     )
     add_contributing_equipment(sr, algorithm)
+    logger.debug("Encoded %s with %d measurement group(s)", role, len(groups),
+                 extra={"series_uid": series_uid, "pipeline": result.pipeline})
     return sr

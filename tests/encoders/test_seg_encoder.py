@@ -115,8 +115,11 @@ def test_empty_mask_is_encoded_explicitly(ct_source: list[Dataset], save, dciodv
 def test_mr_seg_is_valid(study: syn.StudySpec, save, dciodvfy) -> None:
     source = syn.mr_series(study, shape=(12, 48, 48), lesion_radius=4.0)
     _, mask = syn.mr_volume((12, 48, 48), 4.0, np.random.default_rng(1))
-    result = imaging_result(source, mask.astype(np.uint8), {1: LESION}, pipeline="mr-lesion")
-    dciodvfy(save(encode_segmentation(result, AlgorithmInfo.from_result(result)), "mr_seg"))
+    result = imaging_result(source, mask, {1: LESION}, pipeline="mr-lesion")  # a boolean mask
+    path = save(encode_segmentation(result, AlgorithmInfo.from_result(result)), "mr_seg")
+    dciodvfy(path)
+    for (_, i), pixels in frames(pydicom.dcmread(path), source).items():
+        np.testing.assert_array_equal(pixels, mask[i])
 
 
 @pytest.mark.parametrize("modality", ["DX", "CR"])
