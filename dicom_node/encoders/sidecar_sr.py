@@ -89,7 +89,6 @@ def encode_sidecar_report(
     patient_attrs = _patient(patient)
     key = job_key or _content_digest(result)
     identity = (patient_attrs["PatientID"], result.pipeline, result.version, key)
-    new_study = study_uid is None
     study = study_uid or derive_uid("sidecar-study", *identity)
     now = dt.datetime.now()
 
@@ -100,17 +99,7 @@ def encode_sidecar_report(
     ds.InstanceCreationTime = now.strftime("%H%M%S")
     for keyword, value in patient_attrs.items():
         setattr(ds, keyword, value)
-    ds.StudyInstanceUID = study
-    for keyword in _STUDY_KEYS:
-        setattr(ds, keyword, "")
-    if new_study:
-        ds.StudyDate, ds.StudyTime = ds.InstanceCreationDate, ds.InstanceCreationTime
-        ds.StudyDescription = result.report_title.meaning[:64]
-        ds.StudyID = result.pipeline[:16]
-    elif isinstance(patient, Dataset) and patient.get("StudyInstanceUID") == study:
-        for keyword in _STUDY_KEYS:
-            if keyword in patient:
-                setattr(ds, keyword, patient[keyword].value)
+    _set_study(ds, study, study_uid is None, patient, result)
     ds.Modality = "SR"
     ds.SeriesInstanceUID = derive_uid("sidecar-series", study, *identity)
     ds.SeriesNumber = series_number
@@ -137,6 +126,23 @@ def encode_sidecar_report(
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return ds
+
+
+def _set_study(ds: Dataset, study: str, new: bool, patient: Dataset | Mapping[str, Any],
+               result: SidecarResult) -> None:
+    """General Study attributes: our own for a new study, copied from a dataset of the given
+    study when there is one, else empty (Type 2) so the PACS keeps what it has."""
+    ds.StudyInstanceUID = study
+    for keyword in _STUDY_KEYS:
+        setattr(ds, keyword, "")
+    if new:
+        ds.StudyDate, ds.StudyTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+        ds.StudyDescription = result.report_title.meaning[:64]
+        ds.StudyID = result.pipeline[:16]
+    elif isinstance(patient, Dataset) and patient.get("StudyInstanceUID") == study:
+        for keyword in _STUDY_KEYS:
+            if keyword in patient:
+                setattr(ds, keyword, patient[keyword].value)
 
 
 def _character_set(ds: Dataset) -> str:
