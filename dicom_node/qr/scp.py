@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event, InterventionEvent
@@ -167,12 +168,19 @@ class QRHandlers:
 
     @staticmethod
     def _identifier(event: Event) -> Dataset:
+        """The request identifier with every element decoded now, not half-way through the
+        answer; an element pydicom cannot decode is the Offending Element (PS3.7 C.4.1.1.4)."""
         try:
             identifier = event.identifier
-            list(identifier)  # decode every element now, not half-way through the answer
-            return identifier
-        except Exception as exc:  # whatever pydicom raises on bytes it cannot decode
-            raise QRError(QRStatus.UNABLE_TO_PROCESS, f"identifier cannot be decoded: {type(exc).__name__}") from exc
+        except Exception as exc:  # whatever pydicom raises on bytes it cannot parse
+            raise QRError(QRStatus.UNABLE_TO_PROCESS, f"identifier cannot be parsed: {type(exc).__name__}") from exc
+        for tag in list(identifier.keys()):
+            try:
+                identifier[tag]
+            except Exception as exc:  # noqa: BLE001 - same: any decoding failure
+                name = keyword_for_tag(tag) or str(tag)
+                raise QRError(QRStatus.UNABLE_TO_PROCESS, f"{name} cannot be decoded", [int(tag)]) from exc
+        return identifier
 
     def _destination(self, ae_title: str) -> DicomDestination | None:
         for dest in self.settings.destinations.values():

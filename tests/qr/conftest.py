@@ -114,6 +114,10 @@ class StoreSCP:
     def files(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
+    def clear(self) -> None:
+        for path in self.files():
+            path.unlink()
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
