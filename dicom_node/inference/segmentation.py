@@ -1,0 +1,182 @@
+"""3D segmentation of a CT/MR series with a MONAI model: the shared body of ``ct_seg``/``mr_seg``.
+
+pre-process: DICOM → :class:`~dicom_node.inference.loading.Volume` → the bundle's intensity
+transform → resampling to the bundle's voxel spacing. predict: sliding-window inference
+(``monai.inferers.sliding_window_inference``), so a 512×512×300 CT runs in bounded memory.
+post-process: foreground probability → back to the source grid → threshold → mask in the
+source's frame order, ready for a SEG (PS3.3 A.51) without any crop or resample left to undo.
+
+A bundle tunes this through its ``configs/inference.json`` (MONAI ids; defaults in brackets):
+
+* ``inferer#roi_size`` [class default], ``inferer#sw_batch_size`` [2], ``inferer#overlap`` [0.25],
+  ``inferer#mode`` ["gaussian"] — the zoo's ``SlidingWindowInferer`` entry;
+* ``dicom_node#intensity`` — a MONAI array transform (``_target_``) applied to the (1, z, y, x)
+  image, e.g. ``ScaleIntensityRange`` [none: the model gets raw HU / MR values];
+* ``dicom_node#spacing`` — (z, y, x) mm the model was trained at [null: native grid];
+* ``dicom_node#threshold`` — on the foreground probability [0.5].
+
+The network sees arrays in DICOM acquisition order (z, y, x), not NIfTI RAS: a zoo model
+trained on RAS volumes needs retraining or a TorchScript wrapper that transposes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from pydicom.dataset import Dataset
+
+from dicom_node.inference.device import autocast
+from dicom_node.inference.loading import Volume, load_volume
+from dicom_node.inference.models import LoadedModel, load_model
+from pipelines.base import Code, ImagingPipeline, ImagingResult, PipelineError, SegmentationOutput, SegmentLabel
+
+__all__ = ["LESION", "PreparedVolume", "VolumeSegmentationPipeline", "prepare_volume", "foreground_probability",
+           "to_source_grid"]
+
+logger = logging.getLogger(__name__)
+
+_SPACING_TOL = 0.01  # relative: closer than this to the model's spacing is not worth resampling
+
+# CID 7150 Segmentation Property Category / CID 7151 Segmentation Property Type
+LESION = SegmentLabel(
+    label="Lesion",
+    category=Code("49755003", "SCT", "Morphologically Abnormal Structure"),
+    type=Code("52988006", "SCT", "Lesion"),
+)
+
+
+@dataclass
+class PreparedVolume:
+    """A loaded volume and the model's input made from it (on the CPU, model grid)."""
+
+    volume: Volume
+    image: torch.Tensor  # (1, 1, z, y, x) float32
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_volume(model: LoadedModel, volume: Volume) -> torch.Tensor:
+    """The network input: intensity transform, then resampling to the bundle's spacing."""
+    image = torch.from_numpy(volume.array)[None]
+    transform = model.setting("dicom_node#intensity")
+    if transform is not None:
+        image = torch.as_tensor(transform(image), dtype=torch.float32)
+    shape = _model_shape(volume, model.setting("dicom_node#spacing"))
+    if shape != tuple(volume.array.shape):
+        image = F.interpolate(image[None], size=shape, mode="trilinear", align_corners=False)[0]
+    return image[None].contiguous()
+
+
+def foreground_probability(
+    model: LoadedModel, image: torch.Tensor, default_roi: Sequence[int]
+) -> torch.Tensor:
+    """Sliding-window inference; returns P(foreground) as (z, y, x) float32 on the CPU.
+
+    Windows run on the model's device under mixed precision there; the stitched output stays
+    on the CPU so a large CT does not have to fit in GPU memory at once. One output channel is
+    read as a sigmoid logit, several as softmax classes with channel 0 the background.
+    """
+    roi = [int(v) for v in model.setting("inferer#roi_size", default_roi)]
+    with torch.inference_mode(), autocast(model.device):
+        logits = sliding_window_inference(
+            image,
+            roi_size=roi,
+            sw_batch_size=int(model.setting("inferer#sw_batch_size", 2)),
+            predictor=model.network,
+            overlap=float(model.setting("inferer#overlap", 0.25)),
+            mode=str(model.setting("inferer#mode", "gaussian")),
+            sw_device=model.device,
+            device=torch.device("cpu"),
+        )
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{model.name}: expected one output tensor from the network, got {type(logits).__name__}")
+    logits = logits.float()[0]
+    if logits.shape[0] == 1:
+        return torch.sigmoid(logits[0])
+    return 1.0 - torch.softmax(logits, dim=0)[0]
+
+
+def to_source_grid(probability: torch.Tensor, volume: Volume) -> torch.Tensor:
+    """Undo the resampling: the probability map on the volume's own (z, y, x) grid."""
+    shape = tuple(volume.array.shape)
+    if tuple(probability.shape) == shape:
+        return probability
+    return F.interpolate(probability[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0]
+
+
+class VolumeSegmentationPipeline(ImagingPipeline):
+    """A one-label 3D lesion segmentation pipeline driven by a MONAI bundle.
+
+    Subclasses set ``name``, ``version``, ``modalities`` and ``demo_bundle`` (the bundle
+    shipped beside them); ``segment_label`` and ``default_roi`` as needed.
+    """
+
+    demo_bundle: ClassVar[Path]
+    segment_label: ClassVar[SegmentLabel] = LESION
+    default_roi: ClassVar[tuple[int, int, int]] = (32, 128, 128)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The bundle's model, loaded on first use and cached per process."""
+        return load_model(self.bundle_dir or self.demo_bundle, self.device)
+
+    def pre_process(self, datasets: list[Dataset]) -> PreparedVolume:
+        model = self.model
+        start = time.perf_counter()
+        _check_modality(datasets, self.modalities, self.name)
+        volume = load_volume(datasets)
+        loaded = time.perf_counter()
+        image = prepare_volume(model, volume)
+        timings = {"load": loaded - start, "pre": time.perf_counter() - loaded}
+        logger.debug("%s: volume %s spacing %s → model input %s", self.name, volume.array.shape,
+                     volume.spacing, tuple(image.shape[2:]))
+        return PreparedVolume(volume, image, timings)
+
+    def predict(self, inputs: PreparedVolume) -> torch.Tensor:
+        start = time.perf_counter()
+        probability = foreground_probability(self.model, inputs.image, self.default_roi)
+        inputs.timings["inference"] = time.perf_counter() - start
+        return probability
+
+    def post_process(self, outputs: torch.Tensor, inputs: PreparedVolume) -> ImagingResult:
+        start = time.perf_counter()
+        model = self.model
+        threshold = float(model.setting("dicom_node#threshold", 0.5))
+        mask = (to_source_grid(outputs, inputs.volume) >= threshold).numpy().astype(np.uint8)
+        mask = inputs.volume.to_source_frames(mask)
+        inputs.timings["post"] = time.perf_counter() - start
+        logger.info("%s: %d lesion voxels in %d frames", self.name, int(mask.sum()), mask.shape[0])
+        return ImagingResult(
+            pipeline=self.name,
+            version=self.version,
+            model_name=f"{model.name} {model.version}".strip(),
+            model_checksum=f"sha256:{model.checksum}",
+            source=list(inputs.volume.datasets),
+            segmentation=SegmentationOutput(mask=mask, labels={1: self.segment_label}),
+            timings=dict(inputs.timings),
+        )
+
+
+def _check_modality(datasets: Sequence[Dataset], modalities: Sequence[str], pipeline: str) -> None:
+    found = sorted({str(ds.get("Modality", "")) for ds in datasets})
+    if not set(found) <= set(modalities):
+        raise PipelineError(f"{pipeline} analyses {'/'.join(modalities)} images, got {'/'.join(found) or 'none'}")
+
+
+def _model_shape(volume: Volume, spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """The volume's shape on the model's grid (same extent, the bundle's spacing)."""
+    shape = tuple(volume.array.shape)
+    if spacing is None:
+        return shape
+    target = [float(s) for s in spacing]
+    if all(abs(have - want) <= _SPACING_TOL * want for have, want in zip(volume.spacing, target)):
+        return shape
+    return tuple(max(1, round(n * have / want)) for n, have, want in zip(shape, volume.spacing, target))

@@ -1,0 +1,1 @@
+"""CT lesion segmentation (3D MONAI UNet) → a binary SEG."""

@@ -1,0 +1,1 @@
+"""Training and evaluation helpers shared by the demo models (synthetic data only)."""
