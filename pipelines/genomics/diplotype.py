@@ -48,9 +48,12 @@ def _is_phased(het: list[Call]) -> bool:
     return all(c.phased for c in het) and len({c.phase_set for c in het}) <= 1
 
 
-def _unique_pairs(pairs: list[tuple[AlleleDefinition, AlleleDefinition]]) -> tuple[tuple[AlleleDefinition, AlleleDefinition], ...]:
+Pair = tuple[AlleleDefinition, AlleleDefinition]
+
+
+def _unique_pairs(pairs: list[Pair]) -> tuple[Pair, ...]:
     """One representative per pair of allele names (CPIC sub-alleles share a name and function)."""
-    seen: dict[tuple[str, str], tuple[AlleleDefinition, AlleleDefinition]] = {}
+    seen: dict[tuple[str, str], Pair] = {}
     for a, b in pairs:
         first, second = (a, b) if a.order <= b.order else (b, a)
         seen.setdefault((first.name, second.name), (first, second))
@@ -61,14 +64,16 @@ def call_gene(gene: Gene, calls: Mapping[str, Call]) -> GeneCall:
     """Every diplotype of defined alleles consistent with ``calls`` (rsID → Call) at ``gene``."""
     observed = [calls[v.rsid] for v in gene.variants]
     called = [i for i, c in enumerate(observed) if c.codes is not None]
-    missing = tuple((gene.variants[i].rsid, c.missing or "not called") for i, c in enumerate(observed) if c.codes is None)
+    missing = tuple(
+        (gene.variants[i].rsid, c.missing or "not called") for i, c in enumerate(observed) if c.codes is None
+    )
     unexpected = tuple(gene.variants[i].rsid for i in called if OTHER in observed[i].codes)  # type: ignore[operator]
     het = [i for i in called if observed[i].codes[0] != observed[i].codes[1]]  # type: ignore[index]
     phased = len(het) >= 2 and _is_phased([observed[i] for i in het])
     genotypes = {gene.variants[i].rsid: c.display for i, c in enumerate(observed) if c.codes is not None}
     vectors = [(allele, _vector(allele, gene)) for allele in gene.alleles]
 
-    pairs: list[tuple[AlleleDefinition, AlleleDefinition]] = []
+    pairs: list[Pair] = []
     if phased:
         haplotypes = [[observed[i].codes[h] for i in called] for h in (0, 1)]  # type: ignore[index]
         fits = [[a for a, vec in vectors if [vec[i] for i in called] == hap] for hap in haplotypes]

@@ -43,7 +43,8 @@ def _header(samples: list[str], build: str | None, chr_prefix: bool, contig_leng
     return "\n".join(lines) + "\n"
 
 
-def _background(n: int, rng: random.Random, build: str, samples: int, skip: set[tuple[str, int]]) -> list[tuple[str, int, str]]:
+def _background(n: int, rng: random.Random, build: str, samples: int,
+                skip: set[tuple[str, int]]) -> list[tuple[str, int, str]]:
     """Random biallelic SNVs on the same chromosomes, so an index has something to skip over."""
     records = []
     chroms = list(CONTIG_LENGTHS)

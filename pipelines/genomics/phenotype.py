@@ -94,7 +94,7 @@ def interpret_gene(gene: Gene, call: GeneCall) -> GeneResult:
         )
         if gene.unphased_note:
             notes.append(gene.unphased_note)
-    if call.missing and call.status not in ("not_called",) and len(phenotypes) == 1 and phenotypes[0] != INDETERMINATE:
+    if call.missing and len(phenotypes) == 1 and phenotypes[0] != INDETERMINATE:
         notes.append("phenotype is the same for every allele possible at the not-called positions")
     return GeneResult(gene, call, phenotypes, scores, tuple(notes))
 
@@ -134,9 +134,8 @@ def recommend(guideline: Guideline, genes: dict[str, GeneResult]) -> DrugResult:
         return DrugResult(guideline, "indeterminate", ", ".join(keys or []) or INDETERMINATE,
                           f"No recommendation: {reason}.", None, None)
     recs = {key: rec for key, rec in table.items() if rec is not None}
-    texts = {rec.text for rec in recs.values()}
     prefix = f"{guideline.preamble} " if guideline.preamble else ""
-    if len(texts) == 1:
+    if len(set(recs.values())) == 1:
         rec = next(iter(recs.values()))
         return DrugResult(guideline, "determined", " or ".join(recs), prefix + rec.text, rec.strength, rec.action)
     options = " | ".join(f"if {key}: {rec.text}" for key, rec in recs.items())
@@ -150,7 +149,8 @@ def recommend(guideline: Guideline, genes: dict[str, GeneResult]) -> DrugResult:
                       f"{reason} {prefix}{options}", None, None)
 
 
-def interpret_sample(definitions: Definitions, gene_calls: dict[str, GeneCall]) -> tuple[dict[str, GeneResult], list[DrugResult]]:
+def interpret_sample(definitions: Definitions,
+                     gene_calls: dict[str, GeneCall]) -> tuple[dict[str, GeneResult], list[DrugResult]]:
     """Gene results and one DrugResult per guideline for one sample."""
     genes = {symbol: interpret_gene(definitions.genes[symbol], call) for symbol, call in gene_calls.items()}
     return genes, [recommend(g, genes) for g in definitions.guidelines]

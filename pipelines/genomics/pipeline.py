@@ -33,12 +33,13 @@ _GENOTYPE = Code("84413-4", "LN", "Genotype display name")
 
 def _gene_data(result: GeneResult) -> dict[str, Any]:
     call = result.call
+    undecided = result.phenotype == INDETERMINATE and call.status not in ("not_called", "no_match")
     return {
         "status": call.status,
         "diplotype": result.diplotype,
         "possible_diplotypes": result.possible_diplotypes,
         "phenotype": result.phenotype,
-        "possible_phenotypes": list(result.phenotypes) if result.phenotype == INDETERMINATE and call.status not in ("not_called", "no_match") else [],
+        "possible_phenotypes": list(result.phenotypes) if undecided else [],
         "activity_score": result.activity_score,
         "phased": call.phased,
         "genotypes": call.genotypes,
@@ -64,7 +65,8 @@ def _drug_data(drug: DrugResult) -> dict[str, Any]:
     }
 
 
-def _id_seed(version: str, definitions: Definitions, patient_id: str | None, sample: str, build: str, calls: dict[str, Call]) -> str:
+def _id_seed(version: str, definitions: Definitions, patient_id: str | None, sample: str, build: str,
+             calls: dict[str, Call]) -> str:
     """A digest of everything a sample's result depends on, for idempotent FHIR ids."""
     state = [version, definitions.version, patient_id, sample, build,
              sorted((rsid, c.display, c.missing) for rsid, c in calls.items())]
@@ -104,7 +106,10 @@ class GenomicsPipeline(SidecarPipeline):
             calls = vcf.calls[name]
             gene_calls = {symbol: call_gene(gene, calls) for symbol, gene in definitions.genes.items()}
             genes, drugs = interpret_sample(definitions, gene_calls)
-            samples[name] = {"genes": {s: _gene_data(r) for s, r in genes.items()}, "recommendations": [_drug_data(d) for d in drugs]}
+            samples[name] = {
+                "genes": {symbol: _gene_data(r) for symbol, r in genes.items()},
+                "recommendations": [_drug_data(d) for d in drugs],
+            }
             actionable += sum(1 for d in drugs if d.status == "determined" and d.action != "standard")
             prefix = f"{name}: " if len(vcf.samples) > 1 else ""
             items += self._report_items(prefix, genes, drugs)
@@ -138,14 +143,22 @@ class GenomicsPipeline(SidecarPipeline):
             items.append(ReportItem(_GENOTYPE, text=prefix + text))
         for drug in drugs:
             for name, rxnorm in drug.guideline.drugs:
-                items.append(ReportItem(Code(rxnorm, "RXNORM", name), text=f"{prefix}{drug.text} [{drug.guideline.citation}]"))
+                text = f"{prefix}{drug.text} [{drug.guideline.citation}]"
+                items.append(ReportItem(Code(rxnorm, "RXNORM", name), text=text))
         return items
 
     @staticmethod
     def _conclusion(genes: dict[str, GeneResult], drugs: list[DrugResult]) -> str:
-        actions = [", ".join(n for n, _ in d.guideline.drugs) for d in drugs if d.status == "determined" and d.action != "standard"]
-        lines = "; ".join(r.describe() for r in genes.values())
-        return lines + (f". Actionable: {', '.join(actions)}." if actions else ". No actionable drug-gene interaction.")
+        def names(selected: list[DrugResult]) -> str:
+            return ", ".join(n for d in selected for n, _ in d.guideline.drugs)
+
+        actionable = [d for d in drugs if d.status == "determined" and d.action != "standard"]
+        undetermined = [d for d in drugs if d.status != "determined"]
+        parts = ["; ".join(r.describe() for r in genes.values())]
+        parts.append(f"Actionable: {names(actionable)}" if actionable else "No actionable recommendation")
+        if undetermined:
+            parts.append(f"Not determined: {names(undetermined)}")
+        return ". ".join(parts) + "."
 
     @staticmethod
     def _summary(vcf: VcfCalls, samples: dict[str, dict[str, Any]], actionable: int) -> str:

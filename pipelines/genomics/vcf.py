@@ -44,7 +44,10 @@ CONTIG_LENGTHS = {
     "12": (133851895, 133275309),
     "16": (90354753, 90338345),
 }
-_BUILD_ALIASES = {"grch37": "GRCh37", "hg19": "GRCh37", "37": "GRCh37", "grch38": "GRCh38", "hg38": "GRCh38", "38": "GRCh38"}
+_BUILD_ALIASES = {
+    "grch37": "GRCh37", "hg19": "GRCh37", "37": "GRCh37",
+    "grch38": "GRCh38", "hg38": "GRCh38", "38": "GRCh38",
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ def header_build(raw_header: str) -> tuple[str | None, str]:
                     evidence.setdefault(BUILDS[lengths.index(length)], []).append("contig length")
     unsupported = [b for b in evidence if b not in BUILDS]
     if unsupported:
-        raise PipelineError(f"VCF header declares genome build {unsupported[0]!r}; only GRCh37 and GRCh38 are supported")
+        raise PipelineError(
+            f"VCF header declares genome build {unsupported[0]!r}; only GRCh37 and GRCh38 are supported"
+        )
     if len(evidence) > 1:
         detail = "; ".join(f"{b} ({', '.join(sorted(set(s)))})" for b, s in sorted(evidence.items()))
         raise PipelineError(f"VCF header declares conflicting genome builds: {detail}")
@@ -137,7 +142,9 @@ def _resolve_build(raw_header: str, build: str | None) -> tuple[str, str]:
     declared, source = header_build(raw_header)
     requested = normalise_build(build) if build else None
     if declared and requested and declared != requested:
-        raise PipelineError(f"genome build mismatch: VCF header declares {declared} ({source}) but build={requested} was requested")
+        raise PipelineError(
+            f"genome build mismatch: VCF header declares {declared} ({source}) but build={requested} was requested"
+        )
     if declared:
         return declared, source
     if requested:
@@ -235,7 +242,8 @@ def _fetch_scan(vcf: VCF, variants: Sequence[Variant], build: str) -> dict[str, 
     return found
 
 
-def read_calls(path: Path, variants: Sequence[Variant], sample: str | None = None, build: str | None = None) -> VcfCalls:
+def read_calls(path: Path, variants: Sequence[Variant], sample: str | None = None,
+               build: str | None = None) -> VcfCalls:
     """Genotypes of every (or one) sample at ``variants``; malformed input raises PipelineError."""
     if not path.is_file():
         raise PipelineError(f"VCF not found: {path.name}")
@@ -282,10 +290,10 @@ def _assemble(
             f"REF alleles at {len(mismatched)} of {len(checked)} pharmacogenomic positions differ from {build}: "
             "the VCF is probably on another genome build"
         )
-    warnings = []
+    notes = []
     found = sum(1 for r in chosen.values() if r is not None)
     if not found:
-        warnings.append(
+        notes.append(
             f"none of the {len(variants)} pharmacogenomic positions has a record in the VCF: "
             f"check the genome build ({build}, from {source}) and that the file covers these genes"
         )
@@ -300,4 +308,4 @@ def _assemble(
             else:
                 call = _sample_call(record, index, variant)
             calls[sample][variant.rsid] = call
-    return VcfCalls(build, source, indexed, samples, calls, found, warnings)
+    return VcfCalls(build, source, indexed, samples, calls, found, notes)
