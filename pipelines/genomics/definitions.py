@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 DATA_DIR = Path(__file__).parent / "data"
-DEFINITIONS_VERSION = "cpic-core-2024.08-r1"
+DEFINITIONS_VERSION = "cpic-core-2024.08-r2"
 BUILDS = ("GRCh37", "GRCh38")
 Action = Literal["standard", "decrease", "alternative"]
 
