@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_context, build_role
@@ -166,11 +167,15 @@ def query(
 
 def _get_contexts(info: InformationModel) -> tuple[list[Any], list[Any]]:
     """A C-GET association: the Get SOP class plus every storage class we keep, with us in the
-    SCP role for the C-STORE sub-operations (PS3.4 C.4.3.3, PS3.7 D.3.3.4)."""
+    SCP role for the C-STORE sub-operations (PS3.4 C.4.3.3, PS3.7 D.3.3.4). Each class gets
+    an uncompressed context and a compressed one, so the peer can send either as it holds it
+    (one context carries one negotiated syntax)."""
+    uncompressed = [ts for ts in TRANSFER_SYNTAXES if ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
+    compressed = [ts for ts in TRANSFER_SYNTAXES if UID(ts).is_compressed]
     contexts = [build_context(info.get)]
     roles = []
     for uid in STORAGE_SOP_CLASSES.values():
-        contexts.append(build_context(uid, TRANSFER_SYNTAXES))
+        contexts += [build_context(uid, uncompressed), build_context(uid, compressed)]
         roles.append(build_role(uid, scp_role=True))
     return contexts, roles
 

@@ -2,9 +2,10 @@
 contexts to propose, and each stored file made ready for what the peer accepted.
 
 Files go out in the transfer syntax they were stored in, so the pixel data is never
-transcoded; only when the peer accepted no context for that syntax is an encapsulated file
-decompressed to Explicit VR Little Endian (pynetdicom itself converts between the
-uncompressed syntaxes).
+transcoded unless the peer refused that syntax. Then, in order: an uncompressed syntax
+(pynetdicom converts between those itself; an encapsulated file is decompressed first), or a
+lossless compressed syntax the peer accepted instead (a C-GET requestor may offer several
+syntaxes in one context and get a compressed one). Lossy syntaxes are never produced.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from collections.abc import Iterable
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: odd context IDs 1..255
 _UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+_LOSSLESS = [JPEGLSLossless, JPEG2000Lossless, RLELossless]  # pydicom can encode these
 
 
 def proposed_contexts(pairs: Iterable[tuple[str, str]]) -> list[PresentationContext]:
@@ -64,8 +73,12 @@ class PeerContexts:
     def allows(self, sop_class: str, ts: str) -> bool:
         return (sop_class, ts) in self.accepted
 
-    def allows_uncompressed(self, sop_class: str) -> bool:
-        return any((sop_class, ts) in self.accepted for ts in _UNCOMPRESSED)
+    def conversion_target(self, sop_class: str) -> str | None:
+        """The syntax to convert to when the stored one was refused, or None."""
+        for ts in (*_UNCOMPRESSED, *_LOSSLESS):
+            if (sop_class, ts) in self.accepted:
+                return ts
+        return None
 
 
 def _unsendable(ref: InstanceRef) -> Dataset:
@@ -79,21 +92,26 @@ def _unsendable(ref: InstanceRef) -> Dataset:
 
 def prepare(ref: InstanceRef, peer: PeerContexts) -> Dataset:
     """The dataset to send for ``ref``: as stored where the peer accepts its transfer syntax,
-    decompressed where it accepts only uncompressed ones."""
+    converted losslessly where it accepts another one."""
     try:
         ds = dcmread(ref.path)
     except (OSError, ValueError, EOFError) as exc:
         log.error("stored file for a retrieve sub-operation is unreadable: %s", exc)
         return _unsendable(ref)
     ts = UID(str(ds.file_meta.get("TransferSyntaxUID", ref.transfer_syntax)))
-    if peer.allows(ref.sop_class_uid, ts) or not ts.is_compressed:
+    if peer.allows(ref.sop_class_uid, ts):
         return ds
-    if not peer.allows_uncompressed(ref.sop_class_uid):
-        return ds  # nothing acceptable: pynetdicom fails the sub-operation and lists the UID
+    target = peer.conversion_target(ref.sop_class_uid)
+    if target is None or (target in _UNCOMPRESSED and not ts.is_compressed):
+        return ds  # pynetdicom converts, or fails the sub-operation and lists the UID
     try:
-        ds.decompress()
-    except (RuntimeError, ValueError, NotImplementedError) as exc:
-        log.error("cannot decompress %s for a peer that refuses it: %s", ts.name, exc)
+        # Same pixels, so the same instance (PS3.5 8.2): keep the SOP Instance UID.
+        if ts.is_compressed:
+            ds.decompress(generate_instance_uid=False)
+        if target not in _UNCOMPRESSED:
+            ds.compress(target, generate_instance_uid=False)
+    except (AttributeError, RuntimeError, ValueError, NotImplementedError) as exc:
+        log.error("cannot convert %s to %s for a peer that refused it: %s", ts.name, UID(target).name, exc)
         return _unsendable(ref)
-    log.info("sub-operation converted from %s: the peer did not accept it", ts.name)
+    log.info("sub-operation converted from %s to %s: the peer refused the stored syntax", ts.name, UID(target).name)
     return ds

@@ -1,20 +1,14 @@
 """DCMTK findscu, movescu (to a DCMTK storescp) and getscu against the node: what they get is
-what the node holds, byte for byte, and a compressed instance reaches a peer that refuses
-its transfer syntax decompressed."""
+what the node holds, byte for byte."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-from dicom_node.store.header import read_header
-from dicom_node.synthetic import StudySpec, ct_series
 from tests.conftest import dcmtk, require
-from tests.qr.conftest import NODE_AE, StoreSCP
+from tests.qr.conftest import NODE_AE
 
 
 def _dataset_bytes(path: Path) -> bytes:
@@ -88,49 +82,3 @@ def test_getscu_series(node, tmp_path):
     assert len(got) == 2 and set(got) <= set(node.catalogue.instances["s2"])
     for uid, path in got.items():
         assert _dataset_bytes(path) == _dataset_bytes(node.catalogue.files[uid])
-
-
-@pytest.fixture(scope="module")
-def rle_study(node) -> str:
-    """One RLE Lossless CT instance, stored compressed."""
-    spec = StudySpec("PAT9", "RLE^TEST", study_date="20250505")
-    [ds] = ct_series(spec, shape=(1, 16, 16), lesion_radius=None)
-    ds.compress(RLELossless)
-    path = node.server.store.path_for(spec.study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    node.server.index.add_instances([read_header(path)])
-    return spec.study_uid
-
-
-@pytest.fixture
-def accept_all_scp(tmp_path: Path, node) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "all", "ALLSCP", "+xa")
-    node.settings.destinations["all"] = scp.destination
-    yield scp
-    scp.stop()
-
-
-def _move(node, study: str, destination: str) -> None:
-    result = dcmtk(
-        "movescu", "-S", "-aec", NODE_AE, "-aem", destination, "127.0.0.1", str(node.port),
-        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-
-
-def test_compressed_instance_sent_as_stored_when_accepted(node, rle_study, accept_all_scp):
-    require("movescu")
-    _move(node, rle_study, accept_all_scp.ae_title)
-    [path] = accept_all_scp.files()
-    assert dcmread(path).file_meta.TransferSyntaxUID == RLELossless
-
-
-def test_compressed_instance_decompressed_for_a_peer_refusing_it(node, rle_study, storescp):
-    require("movescu")
-    storescp.clear()
-    _move(node, rle_study, storescp.ae_title)  # storescp accepts uncompressed syntaxes only
-    [path] = _received(storescp.folder).values()
-    received = dcmread(path)
-    assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    assert received.pixel_array.shape == (16, 16)
