@@ -97,7 +97,8 @@ class PipelineSettings(BaseModel):
     """Per-pipeline overrides: a MONAI bundle to use instead of the demo one, urgency threshold."""
 
     bundle: Path | None = None
-    urgent_threshold: float | None = Field(None, ge=0, le=1)
+    urgent_threshold: float = Field(0.9, ge=0, le=1, description="classification probability flagged urgent")
+    urgent_volume_ml: float | None = Field(None, gt=0, description="segmented volume flagged urgent; None = never")
     device: str | None = None
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from dicom_node.config import Settings
@@ -20,6 +22,13 @@ from dicom_node.store.index import Index
 __all__ = ["Node"]
 
 log = logging.getLogger(__name__)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class Node:
@@ -36,7 +45,9 @@ class Node:
         self.router = Router(settings, self.index, on_jobs=self.relay.wake)
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
-        self.worker_procs: list[subprocess.Popen[bytes]] = []
+        self.worker_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
 
     def _send(self, job_id: int, queue: str, priority: int) -> None:
         self.celery.send_task("dicom_node.run_job", args=[job_id], queue=queue, priority=priority)
@@ -51,10 +62,20 @@ class Node:
         self.router.start()
         self.relay.start()
         if self.run_workers:
-            for queue, concurrency in self.settings.queue.embedded_workers.items():
-                self.worker_procs.append(self._spawn_worker(queue, concurrency))
+            for queue in self.settings.queue.embedded_workers:
+                self.worker_procs[queue] = self._spawn_worker(queue)
+            self._supervisor.start()
 
-    def _spawn_worker(self, queue: str, concurrency: int) -> subprocess.Popen[bytes]:
+    def _supervise(self) -> None:
+        """Restart a worker that died; its unfinished job comes back through the outbox."""
+        while not self._stopping.wait(1.0):
+            for queue, proc in list(self.worker_procs.items()):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    log.error("%s worker exited with %s; restarting it", queue, proc.returncode)
+                    self.worker_procs[queue] = self._spawn_worker(queue)
+
+    def _spawn_worker(self, queue: str) -> subprocess.Popen[bytes]:
+        concurrency = self.settings.queue.embedded_workers[queue]
         cmd = [sys.executable, "-m", "dicom_node", "worker", "--queues", queue, "--concurrency", str(concurrency)]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
@@ -64,16 +85,19 @@ class Node:
             "DICOM_NODE_DATABASE_URL": self.settings.database_url or "",
         }
         log.info("starting %s worker (concurrency %d)", queue, concurrency)
-        return subprocess.Popen(cmd, env={**os.environ, **env})
+        # Own process group, so stopping a worker also stops its pool processes.
+        return subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
 
     def stop(self) -> None:
-        for proc in self.worker_procs:
-            proc.terminate()
-        for proc in self.worker_procs:
+        self._stopping.set()
+        for proc in self.worker_procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        for proc in self.worker_procs.values():
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
         self.relay.stop()
         self.router.stop()
         self.completion.stop()

@@ -58,3 +58,77 @@ def node_server(settings: Settings) -> Iterator[NodeServer]:
     server.start()
     yield server
     server.stop()
+
+
+class FakePacs:
+    """DCMTK ``storescp`` on a free loopback port, writing what it receives to ``folder``."""
+
+    def __init__(self, folder: Path, ae_title: str = "FAKE_PACS") -> None:
+        self.folder = folder
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        require("storescp")
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", self.ae_title, "-od", str(self.folder), "+xa", str(self.port)],
+            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: dcmtk("echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)).returncode == 0, "storescp up")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def destination(self) -> dict[str, Any]:
+        return {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port}
+
+
+@pytest.fixture
+def fake_pacs(tmp_path: Path) -> Iterator[FakePacs]:
+    pacs = FakePacs(tmp_path / "pacs")
+    pacs.start()
+    yield pacs
+    pacs.stop()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, so a test may stop and restart it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server missing: run .ci/run or apt-get install redis-server")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG", "redis up")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    redis = PrivateRedis()
+    redis.start()
+    yield redis
+    redis.stop()

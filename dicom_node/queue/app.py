@@ -33,6 +33,7 @@ def make_celery(settings: Settings) -> Celery:
         "worker_prefetch_multiplier": 1,  # long GPU jobs: don't hoard messages
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry": False,  # the relay keeps undelivered jobs and retries itself
         "task_serializer": "json",
         "accept_content": ["json"],
     }

@@ -153,12 +153,12 @@ class Router:
                     attrs[series.series_uid] = series_attributes(header, series.calling_ae)
                 series.routed_at = now
         plan = plan_jobs(self.settings, event.study_uid, attrs, self.queue_of)
-        add_jobs(session, plan.jobs, self.settings.queue.max_attempts)
         matched = sorted({name for names in plan.matches.values() for name in names})
         detail = f"rules: {', '.join(matched) or 'none'}; {len(plan.jobs)} job(s)"
         if plan.discarded:
             detail += f"; {len(plan.discarded)} series discarded"
         session.add(JobEvent(study_uid=event.study_uid, event="routed", detail=detail))
+        add_jobs(session, plan.jobs, self.settings.queue.max_attempts)
         event.routed_at = now
         log.info("routed study %s: %s", event.study_uid, detail)
         return len(plan.jobs)

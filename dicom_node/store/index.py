@@ -227,6 +227,8 @@ class _Upserter:
             if st is None:
                 st = Study(study_uid=rec.study_uid, patient=self._patient(rec), modalities="")
                 self.session.add(st)
+                event = "result stored" if rec.made_by_node else "received"
+                self.session.add(JobEvent(study_uid=rec.study_uid, event=event, detail=f"first instance from {rec.calling_ae or 'local'}"))
             self.studies[rec.study_uid] = st
         st.patient = self._patient(rec)
         st.study_date, st.study_time = rec.study_date, rec.study_time

@@ -1,0 +1,58 @@
+"""Submitting sidecar jobs (CLI and Python API): the input is copied into the node's data
+folder first, so the job does not depend on a file the user may move or delete."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dicom_node.config import Settings
+from dicom_node.errors import ConfigError
+from dicom_node.queue.outbox import NewJob, add_jobs
+from dicom_node.store.index import Index
+
+__all__ = ["submit_sidecar"]
+
+
+def submit_sidecar(
+    settings: Settings,
+    index: Index,
+    kind: str,
+    input_path: Path,
+    patient_id: str | None = None,
+    study_uid: str | None = None,
+    params: dict[str, Any] | None = None,
+    send_to: list[str] | None = None,
+) -> int:
+    """Persist a sidecar job (the relay queues it on its pipeline's queue); returns the job id."""
+    from pipelines.registry import get
+
+    cls = get(kind)
+    if cls.kind != "sidecar":
+        raise ConfigError(f"{kind!r} is an imaging pipeline; sidecar jobs are {_sidecars()}")
+    for dest in send_to or []:
+        if dest not in settings.destinations:
+            raise ConfigError(f"unknown destination {dest!r}")
+    inbox = settings.data_dir / "inputs" / uuid.uuid4().hex
+    inbox.mkdir(parents=True)
+    copy = inbox / input_path.name
+    shutil.copy2(input_path, copy)
+    for companion in (".tbi", ".csi"):  # a bgzipped VCF's index travels with it
+        index_file = input_path.with_name(input_path.name + companion)
+        if index_file.exists():
+            shutil.copy2(index_file, inbox / index_file.name)
+    job = NewJob(
+        kind="sidecar", queue=cls.queue, study_uid=study_uid, pipeline=kind,
+        params={"input": str(copy), "patient_id": patient_id, "params": params or {}, "send_to": send_to or []},
+    )  # fmt: skip
+    with index.sessions.begin() as session:
+        [row] = add_jobs(session, [job], settings.queue.max_attempts)
+        return row.id
+
+
+def _sidecars() -> str:
+    from pipelines.registry import all_pipelines
+
+    return ", ".join(n for n, c in all_pipelines().items() if c.kind == "sidecar")
