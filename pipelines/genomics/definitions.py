@@ -168,6 +168,10 @@ def _load_genes(data_dir: Path) -> dict[str, Gene]:
             raise ValueError(f"{symbol}: phenotype rules without variants or alleles")
         if sum(1 for a in alleles[symbol] if not a.variants) != 1:
             raise ValueError(f"{symbol}: exactly one reference allele (no variants) is required")
+        functions = {a.function for a in alleles[symbol]}
+        for rule in spec.get("rules", []):
+            if not set(rule["functions"]) <= functions:
+                raise ValueError(f"{symbol}: rule functions {rule['functions']} not among allele functions {functions}")
         genes[symbol] = Gene(
             symbol=symbol,
             hgnc=spec["hgnc"],
@@ -189,6 +193,12 @@ def _load_guidelines(data_dir: Path, genes: dict[str, Gene]) -> tuple[dict, tupl
         unknown = [gene for gene in g["genes"] if gene not in genes]
         if unknown:
             raise ValueError(f"guideline {g['id']}: unknown genes {unknown}")
+        if g["key"] == "phenotype":
+            gene = genes[g["genes"][0]]
+            phenotypes = set(gene.pair_rules.values()) | {p for _, _, p in gene.score_ranges}
+            if not set(g["recommendations"]) <= phenotypes:
+                raise ValueError(f"guideline {g['id']}: keys {sorted(set(g['recommendations']) - phenotypes)} "
+                                 f"are not {gene.symbol} phenotypes")
         guidelines.append(
             Guideline(
                 id=g["id"],

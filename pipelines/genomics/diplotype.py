@@ -19,6 +19,7 @@ from pipelines.genomics.vcf import OTHER, Call
 __all__ = ["GeneCall", "Status", "call_gene"]
 
 Status = Literal["called", "ambiguous", "incomplete", "not_called", "no_match"]
+Pair = tuple[AlleleDefinition, AlleleDefinition]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class GeneCall:
 
     gene: str
     status: Status
-    diplotypes: tuple[tuple[AlleleDefinition, AlleleDefinition], ...]
+    diplotypes: tuple[Pair, ...]
     missing: tuple[tuple[str, str], ...]
     unexpected: tuple[str, ...]
     phased: bool
@@ -48,9 +49,6 @@ def _is_phased(het: list[Call]) -> bool:
     return all(c.phased for c in het) and len({c.phase_set for c in het}) <= 1
 
 
-Pair = tuple[AlleleDefinition, AlleleDefinition]
-
-
 def _unique_pairs(pairs: list[Pair]) -> tuple[Pair, ...]:
     """One representative per pair of allele names (CPIC sub-alleles share a name and function)."""
     seen: dict[tuple[str, str], Pair] = {}
@@ -63,26 +61,27 @@ def _unique_pairs(pairs: list[Pair]) -> tuple[Pair, ...]:
 def call_gene(gene: Gene, calls: Mapping[str, Call]) -> GeneCall:
     """Every diplotype of defined alleles consistent with ``calls`` (rsID → Call) at ``gene``."""
     observed = [calls[v.rsid] for v in gene.variants]
-    called = [i for i, c in enumerate(observed) if c.codes is not None]
+    codes = {i: c.codes for i, c in enumerate(observed) if c.codes is not None}
+    called = list(codes)
     missing = tuple(
         (gene.variants[i].rsid, c.missing or "not called") for i, c in enumerate(observed) if c.codes is None
     )
-    unexpected = tuple(gene.variants[i].rsid for i in called if OTHER in observed[i].codes)  # type: ignore[operator]
-    het = [i for i in called if observed[i].codes[0] != observed[i].codes[1]]  # type: ignore[index]
+    unexpected = tuple(gene.variants[i].rsid for i in called if OTHER in codes[i])
+    het = [i for i in called if codes[i][0] != codes[i][1]]
     phased = len(het) >= 2 and _is_phased([observed[i] for i in het])
-    genotypes = {gene.variants[i].rsid: c.display for i, c in enumerate(observed) if c.codes is not None}
+    genotypes = {gene.variants[i].rsid: observed[i].display for i in called}
     vectors = [(allele, _vector(allele, gene)) for allele in gene.alleles]
 
     pairs: list[Pair] = []
     if phased:
-        haplotypes = [[observed[i].codes[h] for i in called] for h in (0, 1)]  # type: ignore[index]
+        haplotypes = [[codes[i][h] for i in called] for h in (0, 1)]
         fits = [[a for a, vec in vectors if [vec[i] for i in called] == hap] for hap in haplotypes]
         pairs = [(a, b) for a in fits[0] for b in fits[1]]
     else:
-        genotype = [sorted(observed[i].codes) for i in called]  # type: ignore[arg-type]
+        genotype = {i: sorted(codes[i]) for i in called}
         for n, (a, va) in enumerate(vectors):
             for b, vb in vectors[n:]:
-                if all(sorted((va[i], vb[i])) == g for i, g in zip(called, genotype)):
+                if all(sorted((va[i], vb[i])) == g for i, g in genotype.items()):
                     pairs.append((a, b))
     diplotypes = _unique_pairs(pairs)
 

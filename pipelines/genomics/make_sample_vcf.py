@@ -60,7 +60,6 @@ def _background(n: int, rng: random.Random, build: str, samples: int,
     return records
 
 
-
 def write_vcf(
     path: Path,
     genotypes: Mapping[str, Mapping[str, str]],
@@ -170,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", action="store_true", help="write a .tbi/.csi index (needs .vcf.gz or .bcf)")
     parser.add_argument("--csi", action="store_true", help="CSI instead of tabix index")
     args = parser.parse_args(argv)
+    if args.index and not str(args.output).endswith((".gz", ".bgz", ".bcf")):
+        parser.error("--index needs a BGZF output: name it .vcf.gz or .bcf")
     genotypes, _ = random_genotypes(args.samples, args.seed, args.phased, args.missing_rate)
     write_vcf(args.output, genotypes, args.build, background=args.background, seed=args.seed)
     if args.index:

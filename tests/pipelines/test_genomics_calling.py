@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from pipelines.genomics.definitions import DATA_DIR, load_definitions
 from pipelines.genomics.make_sample_vcf import expected_diplotypes, random_genotypes, write_vcf
 from pipelines.genomics.pipeline import GenomicsPipeline
 
@@ -230,3 +232,14 @@ def test_random_synthetic_samples_recover_their_alleles(tmp_path, phased):
                 assert result["diplotype"] == diplotype, (sample, gene)
             else:
                 assert diplotype in result["possible_diplotypes"], (sample, gene)
+
+
+def test_definition_tables_are_cross_checked(tmp_path):
+    """A phenotype spelled differently in the recommendation table fails at load time."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    path = data / "recommendations.json"
+    original = '"Poor Metabolizer": {"text": "Avoid clopidogrel'
+    path.write_text(path.read_text().replace(original, original.replace("Poor Metabolizer", "Poor metabolizer")))
+    with pytest.raises(ValueError, match="not CYP2C19 phenotypes"):
+        load_definitions(data)
