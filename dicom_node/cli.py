@@ -217,8 +217,10 @@ def rules_test(
 
 def _register_subcommands() -> None:
     from dicom_node.jobs_cli import register as register_jobs
+    from dicom_node.qr.cli import register as register_qr
 
     register_jobs(app)
+    register_qr(app)
 
 
 _register_subcommands()

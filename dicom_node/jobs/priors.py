@@ -11,7 +11,7 @@ __all__ = ["run_fetch_priors"]
 
 
 def run_fetch_priors(settings: Settings, index: Index, job: Job) -> Outcome:
-    from dicom_node.qr.scu import fetch_priors
+    from dicom_node.qr.priors import fetch_priors
 
     assert job.study_uid and job.destination
     fetched = fetch_priors(
