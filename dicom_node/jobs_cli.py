@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from dicom_node.errors import ConfigError
 from dicom_node.store.models import Job, JobEvent
 
 __all__ = ["register"]
@@ -114,6 +115,7 @@ def jobs_submit(
     patient_id: Annotated[Optional[str], typer.Option("--patient-id")] = None,
     study: Annotated[Optional[str], typer.Option("--study", help="attach the SR to this study")] = None,
     param: Annotated[list[str], typer.Option("--param", "-p", help="pipeline parameter NAME=VALUE")] = [],  # noqa: B006
+    send_to: Annotated[list[str], typer.Option("--send-to", help="destination for the patient's SR")] = [],  # noqa: B006
 ) -> None:
     """Queue a sidecar job on the cpu queue; `serve` (or a worker) runs it."""
     from dicom_node.cli import console
@@ -121,7 +123,11 @@ def jobs_submit(
 
     settings, index = _index(config)
     params = dict(p.split("=", 1) for p in param)
-    job_id = submit_sidecar(settings, index, kind, input_path, patient_id=patient_id, study_uid=study, params=params)
+    try:
+        job_id = submit_sidecar(settings, index, kind, input_path, patient_id, study, params, send_to)
+    except (ConfigError, KeyError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     console.print(f"job {job_id} queued ({kind})")
 
 
