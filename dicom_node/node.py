@@ -39,10 +39,10 @@ class Node:
         self.config_path = config_path
         self.index = Index(settings.database_url or "")
         self.server = NodeServer(settings, self.index)
-        self.completion = CompletionDetector(self.index, settings.completion)
         self.celery = make_celery(settings)
         self.relay = Relay(self.index, settings.queue, self._send)
         self.router = Router(settings, self.index, on_jobs=self.relay.wake)
+        self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
         self.worker_procs: dict[str, subprocess.Popen[bytes]] = {}

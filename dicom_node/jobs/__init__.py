@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from dicom_node.config import Settings
 from dicom_node.errors import PermanentError
+from dicom_node.jobs import forward, imaging, priors, sidecar
 from dicom_node.jobs.outcome import Outcome
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job
@@ -20,22 +21,19 @@ __all__ = ["Outcome", "execute"]
 
 Executor = Callable[[Settings, Index, Job], Outcome]
 
-
-def _executors() -> dict[str, Executor]:
-    # Imported lazily: a send worker should not pay for importing torch.
-    from dicom_node.jobs import forward, imaging, priors, sidecar
-
-    return {
-        "forward": forward.run_forward,
-        "send": forward.run_send,
-        "pipeline": imaging.run_pipeline_job,
-        "sidecar": sidecar.run_sidecar_job,
-        "fetch_priors": priors.run_fetch_priors,
-    }
+# Imported when the worker starts (before it forks its pool), so the first job pays no import
+# cost; torch and the models load only when an imaging or sidecar pipeline first runs.
+EXECUTORS: dict[str, Executor] = {
+    "forward": forward.run_forward,
+    "send": forward.run_send,
+    "pipeline": imaging.run_pipeline_job,
+    "sidecar": sidecar.run_sidecar_job,
+    "fetch_priors": priors.run_fetch_priors,
+}
 
 
 def execute(settings: Settings, index: Index, job: Job) -> Outcome:
-    executor = _executors().get(job.kind)
+    executor = EXECUTORS.get(job.kind)
     if executor is None:
         raise PermanentError(f"unknown job kind {job.kind!r}")
     return executor(settings, index, job)

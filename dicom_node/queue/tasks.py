@@ -14,6 +14,7 @@ from celery import shared_task
 
 from dicom_node.config import Settings
 from dicom_node.errors import PermanentError, TransientError
+from dicom_node.jobs import execute
 from dicom_node.queue import outbox
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job
@@ -30,8 +31,6 @@ def _index(url: str) -> Index:
 
 def execute_job(settings: Settings, index: Index, job_id: int) -> str:
     """Claim and run job ``job_id`` under a heart-beaten lease; returns its new state."""
-    from dicom_node.jobs import execute
-
     held = outbox.claim(index, job_id, settings.queue.lease_s)
     if held is None:
         log.info("job %d not claimable (done, dead or held elsewhere); skipped", job_id)

@@ -13,6 +13,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
+from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_node.receive.handlers import AccessControl, StoreHandler, handle_echo
 from dicom_node.store.filestore import FileStore
@@ -90,6 +91,7 @@ class NodeServer:
     def _handlers(self) -> Sequence[Handler]:
         store = StoreHandler(self.settings, self.store, self.writer, set(STORAGE_SOP_CLASSES.values()))
         handlers: list[Handler] = [
+            NO_DELAY_HANDLER,
             (evt.EVT_REQUESTED, AccessControl(self.settings).on_requested),
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_STORE, store),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from dicom_node.config import CompletionSettings
 from dicom_node.store.index import Index
@@ -20,9 +21,10 @@ log = logging.getLogger(__name__)
 class CompletionDetector:
     """Polls the index every ``poll_interval_s`` and completes quiet studies."""
 
-    def __init__(self, index: Index, settings: CompletionSettings) -> None:
+    def __init__(self, index: Index, settings: CompletionSettings, on_complete: Callable[[], None] = lambda: None) -> None:
         self.index = index
         self.settings = settings
+        self.on_complete = on_complete
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="completion", daemon=True)
 
@@ -34,7 +36,10 @@ class CompletionDetector:
         self._thread.join(timeout=10)
 
     def check_once(self) -> list[str]:
-        return self.index.complete_due_studies(self.settings.quiet_period_s)
+        completed = self.index.complete_due_studies(self.settings.quiet_period_s)
+        if completed:
+            self.on_complete()
+        return completed
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.poll_interval_s):

@@ -110,6 +110,7 @@ class Router:
         self.on_jobs = on_jobs
         self.queue_of = queue_of
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="router", daemon=True)
 
     def start(self) -> None:
@@ -117,7 +118,12 @@ class Router:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """A study completed in this process: route now rather than at the next tick."""
+        self._wake.set()
 
     def route_pending(self) -> int:
         """Route every unrouted completion event; returns the number of jobs created."""
@@ -164,7 +170,10 @@ class Router:
         return len(plan.jobs)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.2):
+        # The tick also catches events written by another process (``dicom-node complete``).
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
             try:
                 self.route_pending()
             except Exception:

@@ -16,6 +16,7 @@ from pynetdicom import AE
 
 from dicom_node.config import DicomDestination
 from dicom_node.errors import DestinationError
+from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.send.report import SendReport
 
 __all__ = ["store_files", "echo"]
@@ -39,7 +40,7 @@ def echo(calling_ae: str, dest: DicomDestination) -> int:
     """C-ECHO ``dest``; returns the status (raises DestinationError when unreachable)."""
     ae = _ae(calling_ae)
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, evt_handlers=[NO_DELAY_HANDLER])
     if not assoc.is_established:
         raise DestinationError(f"{dest.ae_title}@{dest.host}:{dest.port} refused or unreachable")
     try:
@@ -83,7 +84,7 @@ def _send_batch(
     ae = _ae(calling_ae)
     for sop, syntaxes in contexts.items():
         ae.add_requested_context(sop, syntaxes)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=0)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=0, evt_handlers=[NO_DELAY_HANDLER])
     if not assoc.is_established:
         raise DestinationError(f"{dest.ae_title}@{dest.host}:{dest.port} refused or unreachable", [str(p) for p in paths])
     try:
