@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
+from monai.utils import convert_to_tensor
 from pydicom.dataset import Dataset
 
 from dicom_node.inference.device import autocast
@@ -68,7 +69,7 @@ def prepare_volume(model: LoadedModel, volume: Volume) -> torch.Tensor:
     image = torch.from_numpy(volume.array)[None]
     transform = model.setting("dicom_node#intensity")
     if transform is not None:
-        image = torch.as_tensor(transform(image), dtype=torch.float32)
+        image = convert_to_tensor(transform(image), dtype=torch.float32, track_meta=False)
     shape = _model_shape(volume, model.setting("dicom_node#spacing"))
     if shape != tuple(volume.array.shape):
         image = F.interpolate(image[None], size=shape, mode="trilinear", align_corners=False)[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
+from monai.utils import convert_to_tensor
 from pydicom.dataset import Dataset
 
 from dicom_node.inference.loading import Volume
@@ -60,7 +61,7 @@ def train_segmentation(
         images, labels = [], []
         for _ in range(config.batch_size):
             volume, mask = case(rng)
-            images.append(torch.as_tensor(intensity(torch.from_numpy(volume)[None]), dtype=torch.float32))
+            images.append(convert_to_tensor(intensity(torch.from_numpy(volume)[None]), dtype=torch.float32, track_meta=False))
             labels.append(torch.from_numpy(mask)[None].float())
         loss = loss_fn(network(torch.stack(images)), torch.stack(labels))
         optimiser.zero_grad()

@@ -1,0 +1,1 @@
+"""MR lesion segmentation (3D MONAI UNet) → a binary SEG."""
