@@ -1,0 +1,92 @@
+"""Data the drug model is trained and evaluated on, all shipped inside the RDKit wheel (no
+download), plus the reference-drug set shipped with this pipeline.
+
+* Activity: ``Contrib/FreeWilson/data/CHEMBL2321810.smi`` + ``CHEMBL2321810_act.csv`` — 1017
+  aryl sulfonamides from ChEMBL with pIC50 values (the files do not name the target).
+* Chemical background for the autoencoder: the NCI ``Data/NCI/first_5K.smi`` set, the ChEMBL
+  actives of ``Contrib/fraggle`` and the CDK2 ligands of ``Contrib/Fastcluster``, plus the
+  activity series itself.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from rdkit import RDConfig, rdBase
+
+from pipelines.base import PipelineError
+from pipelines.drug.chem import FP_BITS, RDKIT_ERRORS, Standardiser, morgan_bits
+from pipelines.drug.library import parse_smiles
+
+__all__ = [
+    "DEFAULT_REFERENCE_PATH",
+    "load_activity_data",
+    "load_background_smiles",
+    "load_reference",
+    "fingerprint_smiles",
+]
+
+DEFAULT_REFERENCE_PATH = Path(__file__).parent / "data" / "reference_drugs.csv"
+_CONTRIB = Path(RDConfig.RDContribDir)
+_DATA = Path(RDConfig.RDDataDir)
+
+
+def _smiles_file(path: Path, smiles_first: bool = True) -> list[tuple[str, str]]:
+    """(smiles, id) pairs of a whitespace-separated SMILES file."""
+    pairs = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            pairs.append((fields[0], fields[1]) if smiles_first else (fields[1], fields[0]))
+    return pairs
+
+
+def load_activity_data() -> tuple[list[str], np.ndarray, list[str]]:
+    """SMILES, pIC50 and ChEMBL ids of the FreeWilson example series, in file order."""
+    folder = _CONTRIB / "FreeWilson" / "data"
+    with open(folder / "CHEMBL2321810_act.csv", newline="") as handle:
+        activity = {row["Name"]: float(row["Act"]) for row in csv.DictReader(handle)}
+    pairs = [(s, i) for s, i in _smiles_file(folder / "CHEMBL2321810.smi") if i in activity]
+    return [s for s, _ in pairs], np.array([activity[i] for _, i in pairs], dtype=np.float32), [i for _, i in pairs]
+
+
+def load_background_smiles() -> list[str]:
+    """SMILES of the RDKit-shipped sets the autoencoder learns 'known chemistry' from."""
+    smiles = [s for s, _ in _smiles_file(_DATA / "NCI" / "first_5K.smi")]
+    smiles += [s for s, _ in _smiles_file(_CONTRIB / "fraggle" / "data" / "ChEMBL_11265_actives.smi")]
+    smiles += [s for s, _ in _smiles_file(_CONTRIB / "Fastcluster" / "cdk2.smi", smiles_first=False)]
+    smiles += load_activity_data()[0]
+    return smiles
+
+
+def load_reference(path: Path = DEFAULT_REFERENCE_PATH) -> list[tuple[str, str]]:
+    """(name, smiles) rows of a reference file with ``name`` and ``smiles`` columns."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [(r["name"].strip(), r["smiles"].strip()) for r in csv.DictReader(handle)]
+    except (OSError, KeyError, AttributeError) as exc:
+        raise PipelineError(f"cannot read reference set {Path(path).name}: needs name,smiles columns") from exc
+    if not rows:
+        raise PipelineError(f"reference set {Path(path).name} is empty")
+    return rows
+
+
+def fingerprint_smiles(smiles: Iterable[str], standardiser: Standardiser) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints of the SMILES that parse and standardise, and a mask of which did."""
+    fps, keep = [], []
+    with rdBase.BlockLogs():
+        for s in smiles:
+            mol, _ = parse_smiles(s)
+            if mol is not None:
+                try:
+                    mol = standardiser(mol)
+                except RDKIT_ERRORS:
+                    mol = None
+            keep.append(mol is not None)
+            if mol is not None:
+                fps.append(morgan_bits(mol))
+    matrix = np.stack(fps) if fps else np.zeros((0, FP_BITS), dtype=np.uint8)
+    return matrix, np.array(keep, dtype=bool)
