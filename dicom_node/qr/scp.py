@@ -23,6 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.qr.model import MODELS, QRError, QRStatus, model_for
+from dicom_node.qr.net import tcp_nodelay
+from dicom_node.qr.rawsend import PendingThrottle
 from dicom_node.qr.query import RetrievePlan, plan_find, plan_retrieve
 from dicom_node.qr.subops import PeerContexts, prepare, proposed_contexts
 from dicom_node.store.index import Index
@@ -38,8 +40,14 @@ def qr_contexts() -> list[str]:
 
 
 def qr_handlers(settings: Settings, index: Index) -> list[tuple[InterventionEvent, Callable[..., Any]]]:
+    """The Q/R handlers, plus TCP_NODELAY on every accepted connection (see ``qr.net``)."""
     handlers = QRHandlers(settings, index)
-    return [(evt.EVT_C_FIND, handlers.find), (evt.EVT_C_MOVE, handlers.move), (evt.EVT_C_GET, handlers.get)]
+    return [
+        (evt.EVT_C_FIND, handlers.find),
+        (evt.EVT_C_MOVE, handlers.move),
+        (evt.EVT_C_GET, handlers.get),
+        (evt.EVT_CONN_OPEN, tcp_nodelay),
+    ]
 
 
 def _status(status: int, comment: str = "", offending: list[int] | None = None) -> Dataset:
@@ -119,7 +127,10 @@ class QRHandlers:
         contexts = proposed_contexts(pairs)
         yield destination.host, destination.port, {
             "contexts": contexts,
-            "evt_handlers": [(evt.EVT_ESTABLISHED, peer.capture)],
+            "evt_handlers": [
+                (evt.EVT_CONN_OPEN, tcp_nodelay),
+                (evt.EVT_ESTABLISHED, peer.capture),
+            ],
         }
         yield count
         yield from self._suboperations(event, plan, peer, "C-MOVE", count)
@@ -137,7 +148,8 @@ class QRHandlers:
             yield self._failure("C-GET", exc), None
             return
         peer = PeerContexts()
-        peer.capture(event)
+        if count:
+            peer.capture(event)
         yield count
         yield from self._suboperations(event, plan, peer, "C-GET", count)
 
@@ -147,15 +159,21 @@ class QRHandlers:
         self, event: Event, plan: RetrievePlan, peer: PeerContexts, name: str, count: int
     ) -> Iterator[tuple[int, Dataset | None]]:
         started, done = time.monotonic(), 0
-        for ref in plan.instances(self.index, self.batch):
-            if event.is_cancelled:
-                log.info("%s cancelled after %d of %d sub-operations", name, done, count)
-                yield QRStatus.CANCEL, None
-                return
-            done += 1
-            yield QRStatus.PENDING, prepare(ref, peer)
-            if done == count:
-                break
+        throttle = PendingThrottle(event.assoc)
+        try:
+            for ref in plan.instances(self.index, self.batch):
+                if event.is_cancelled:
+                    log.info("%s cancelled after %d of %d sub-operations", name, done, count)
+                    peer.release()  # pynetdicom answers and moves on without resuming us
+                    yield QRStatus.CANCEL, None
+                    return
+                done += 1
+                yield QRStatus.PENDING, prepare(ref, peer)
+                if done == count:
+                    break
+        finally:
+            throttle.remove()
+            peer.release()
         elapsed = time.monotonic() - started
         log.info("%s %s level: %d sub-operations in %.2f s", name, plan.level, done, elapsed)
 

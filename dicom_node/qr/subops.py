@@ -27,6 +27,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom_node.qr.query import InstanceRef
+from dicom_node.qr.rawsend import RawSender, StoredFile
 
 __all__ = ["proposed_contexts", "PeerContexts", "prepare"]
 
@@ -62,13 +63,21 @@ class PeerContexts:
 
     def __init__(self) -> None:
         self.accepted: set[tuple[str, str]] = set()
+        self.sender: RawSender | None = None
 
     def capture(self, event: Event) -> None:
+        """Record the accepted contexts and send sub-operations raw where possible."""
+        self.sender = RawSender.install(event.assoc)
         self.accepted = {
             (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
             for cx in event.assoc.accepted_contexts
             if cx.as_scu and cx.transfer_syntax
         }
+
+    def release(self) -> None:
+        """The sub-operations are over: hand the association back to pynetdicom."""
+        if self.sender is not None:
+            self.sender.resume()
 
     def allows(self, sop_class: str, ts: str) -> bool:
         return (sop_class, ts) in self.accepted
@@ -91,8 +100,10 @@ def _unsendable(ref: InstanceRef) -> Dataset:
 
 
 def prepare(ref: InstanceRef, peer: PeerContexts) -> Dataset:
-    """The dataset to send for ``ref``: as stored where the peer accepts its transfer syntax,
-    converted losslessly where it accepts another one."""
+    """The dataset to send for ``ref``: the stored file itself where the peer accepts its
+    transfer syntax, converted losslessly where it accepts another one."""
+    if peer.allows(ref.sop_class_uid, ref.transfer_syntax) and peer.sender is not None:
+        return StoredFile(ref)
     try:
         ds = dcmread(ref.path)
     except (OSError, ValueError, EOFError) as exc:

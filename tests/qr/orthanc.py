@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from dicom_node.config import DicomDestination
-from tests.conftest import free_port, wait_for
+from tests.conftest import DCMTK_ENV, free_port, wait_for
 
 ORTHANC = "/usr/sbin/Orthanc"
 
@@ -46,7 +46,8 @@ class Orthanc:
         path = folder / "orthanc.json"
         path.write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("w")
-        self.proc = subprocess.Popen([ORTHANC, str(path)], stdout=self.log, stderr=subprocess.STDOUT)
+        # Orthanc's DICOM layer is DCMTK's, which disables Nagle only when told (as our peers do).
+        self.proc = subprocess.Popen([ORTHANC, str(path)], stdout=self.log, stderr=subprocess.STDOUT, env=DCMTK_ENV)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=60)
         try:
             wait_for(self._up, "Orthanc answering HTTP", timeout=30)

@@ -16,7 +16,8 @@ from pynetdicom.sop_class import (
 )
 
 from dicom_node.config import DicomDestination
-from dicom_node.store.header import InstanceRecord
+from dicom_node.store.header import InstanceRecord, read_header
+from dicom_node.synthetic import StudySpec, ct_series
 from tests.conftest import free_port
 from tests.qr.conftest import NODE_AE, associate
 
@@ -113,16 +114,33 @@ def cancelling_scp(node) -> Iterator[dict[str, object]]:
     server.shutdown()
 
 
-def test_cancel_move(node, cancelling_scp):
+@pytest.fixture(scope="module")
+def twenty(node) -> str:
+    """A 20-image study: the C-CANCEL travels on another association than the C-STORE
+    responses, so it may overtake one or two of them, not twenty."""
+    spec = StudySpec("PATC", "CANCEL^MOVE")
+    datasets = ct_series(spec, shape=(20, 16, 16), lesion_radius=None)
+    records = []
+    for ds in datasets:
+        path = node.server.store.path_for(spec.study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        records.append(read_header(path))
+    node.server.index.add_instances(records)
+    return spec.study_uid
+
+
+def test_cancel_move(node, cancelling_scp, twenty):
     assoc = associate(node, StudyRootQueryRetrieveInformationModelMove)
     cancelling_scp["move_assoc"] = assoc
     try:
-        study = node.catalogue.studies["s1"]
         *_, (final, identifier) = assoc.send_c_move(
-            _identifier("STUDY", StudyInstanceUID=study), "CANCELSCP", StudyRootQueryRetrieveInformationModelMove,
+            _identifier("STUDY", StudyInstanceUID=twenty), "CANCELSCP", StudyRootQueryRetrieveInformationModelMove,
             msg_id=5,
         )  # fmt: skip
     finally:
         assoc.release()
+    stored = int(cancelling_scp["stored"])  # type: ignore[call-overload]
     assert final.Status == 0xFE00
-    assert cancelling_scp["stored"] == 1 and final.NumberOfRemainingSuboperations == 2
+    assert stored < 20 and final.NumberOfCompletedSuboperations == stored
+    assert final.NumberOfRemainingSuboperations == 20 - stored
