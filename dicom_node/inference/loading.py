@@ -57,10 +57,6 @@ class Volume:
         row, col = np.asarray(self.orientation[:3]), np.asarray(self.orientation[3:])
         return np.cross(row, col)
 
-    @property
-    def modality(self) -> str:
-        return str(self.datasets[0].get("Modality", ""))
-
     def to_source_frames(self, array: np.ndarray) -> np.ndarray:
         """Reorder a (z, y, x) array from volume order to the source's stored frame order."""
         if array.shape[0] != len(self.frame_order):

@@ -86,12 +86,16 @@ def foreground_probability(
     read as a sigmoid logit, several as softmax classes with channel 0 the background.
     """
     roi = [int(v) for v in model.setting("inferer#roi_size", default_roi)]
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        return model.network(window).float()  # stitch in float32 even when windows ran in float16
+
     with torch.inference_mode(), autocast(model.device):
         logits = sliding_window_inference(
             image,
             roi_size=roi,
             sw_batch_size=int(model.setting("inferer#sw_batch_size", 2)),
-            predictor=model.network,
+            predictor=predictor,
             overlap=float(model.setting("inferer#overlap", 0.25)),
             mode=str(model.setting("inferer#mode", "gaussian")),
             sw_device=model.device,
@@ -99,7 +103,7 @@ def foreground_probability(
         )
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{model.name}: expected one output tensor from the network, got {type(logits).__name__}")
-    logits = logits.float()[0]
+    logits = logits[0]
     if logits.shape[0] == 1:
         return torch.sigmoid(logits[0])
     return 1.0 - torch.softmax(logits, dim=0)[0]

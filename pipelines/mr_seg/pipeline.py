@@ -14,6 +14,6 @@ __all__ = ["MRSegmentation"]
 class MRSegmentation(VolumeSegmentationPipeline):
     name = "mr_seg"
     version = "1.0.0"
-    description = "MR lesion segmentation (3D MONAI UNet; demo model trained on synthetic T2-like MR, not for clinical use)"
+    description = "MR lesion segmentation (3D MONAI UNet; demo model trained on synthetic MR, not for clinical use)"
     modalities = ("MR",)
     demo_bundle = Path(__file__).parent / "bundle"

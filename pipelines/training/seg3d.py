@@ -61,7 +61,8 @@ def train_segmentation(
         images, labels = [], []
         for _ in range(config.batch_size):
             volume, mask = case(rng)
-            images.append(convert_to_tensor(intensity(torch.from_numpy(volume)[None]), dtype=torch.float32, track_meta=False))
+            image = intensity(torch.from_numpy(volume)[None])
+            images.append(convert_to_tensor(image, dtype=torch.float32, track_meta=False))
             labels.append(torch.from_numpy(mask)[None].float())
         loss = loss_fn(network(torch.stack(images)), torch.stack(labels))
         optimiser.zero_grad()
