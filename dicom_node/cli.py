@@ -71,6 +71,25 @@ def serve(
     node.stop()
 
 
+@app.command(hidden=True)
+def receive(
+    port: Annotated[int, typer.Option(help="the port the main serve process bound")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """An extra SCP process sharing the node's port; started by `serve` when receivers > 1."""
+    from dicom_node.receive.scp import NodeServer
+
+    settings = settings_from(config, data_dir=data_dir, port=port)
+    server = NodeServer(settings)
+    server.start(reconcile_first=False, shared_port=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
 @app.command()
 def worker(
     config: ConfigOpt = None,

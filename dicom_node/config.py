@@ -8,6 +8,7 @@ Environment variables override the file: ``DICOM_NODE_PORT=11113``,
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = None
     max_pdu: int = Field(0, ge=0, description="largest PDU we accept; 0 = unlimited (fewest fragments)")
+    receivers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,
+        description="SCP processes sharing the port (SO_REUSEPORT), so parallel associations use every core",
+    )
     network_timeout_s: float = 60.0
     allowed_peers: list[Peer] = Field(default_factory=list, description="empty: any calling AE is accepted")
     duplicate_policy: Literal["replace", "keep"] = "replace"

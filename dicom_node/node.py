@@ -1,5 +1,6 @@
-"""``dicom-node serve``: the SCP, completion detector, router and outbox relay in one process,
-plus — on the embedded broker, unless told otherwise — worker processes for every queue."""
+"""``dicom-node serve``: the SCP, completion detector, router and outbox relay in one process;
+more receiver processes sharing the SCP port (``receivers``); and — on the embedded broker,
+unless told otherwise — worker processes for every queue. Children are restarted if they die."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Node:
         self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
-        self.worker_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, tuple[subprocess.Popen[bytes], list[str]]] = {}  # name → (process, args)
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
 
@@ -57,26 +58,29 @@ class Node:
         return self.server.port
 
     def start(self) -> None:
-        self.server.start()
+        shared = self.settings.receivers > 1
+        self.server.start(shared_port=shared)
+        if shared:  # more receiver processes on the same (now known) port
+            for n in range(1, self.settings.receivers):
+                self.children[f"receiver-{n}"] = self._spawn(["receive", "--port", str(self.port)])
         self.completion.start()
         self.router.start()
         self.relay.start()
         if self.run_workers:
-            for queue in self.settings.queue.embedded_workers:
-                self.worker_procs[queue] = self._spawn_worker(queue)
-            self._supervisor.start()
+            for queue, concurrency in self.settings.queue.embedded_workers.items():
+                self.children[f"worker-{queue}"] = self._spawn(["worker", "--queues", queue, "--concurrency", str(concurrency)])
+        self._supervisor.start()
 
     def _supervise(self) -> None:
-        """Restart a worker that died; its unfinished job comes back through the outbox."""
+        """Restart a child that died; a worker's unfinished job comes back through the outbox."""
         while not self._stopping.wait(1.0):
-            for queue, proc in list(self.worker_procs.items()):
+            for name, (proc, args) in list(self.children.items()):
                 if proc.poll() is not None and not self._stopping.is_set():
-                    log.error("%s worker exited with %s; restarting it", queue, proc.returncode)
-                    self.worker_procs[queue] = self._spawn_worker(queue)
+                    log.error("%s exited with %s; restarting it", name, proc.returncode)
+                    self.children[name] = self._spawn(args)
 
-    def _spawn_worker(self, queue: str) -> subprocess.Popen[bytes]:
-        concurrency = self.settings.queue.embedded_workers[queue]
-        cmd = [sys.executable, "-m", "dicom_node", "worker", "--queues", queue, "--concurrency", str(concurrency)]
+    def _spawn(self, args: list[str]) -> tuple[subprocess.Popen[bytes], list[str]]:
+        cmd = [sys.executable, "-m", "dicom_node", *args]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         # Flags given to serve reach the workers through the environment they inherit.
@@ -84,15 +88,15 @@ class Node:
             "DICOM_NODE_DATA_DIR": str(self.settings.data_dir),
             "DICOM_NODE_DATABASE_URL": self.settings.database_url or "",
         }
-        log.info("starting %s worker (concurrency %d)", queue, concurrency)
+        log.info("starting %s", " ".join(args))
         # Own process group, so stopping a worker also stops its pool processes.
-        return subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
+        return subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True), args
 
     def stop(self) -> None:
         self._stopping.set()
-        for proc in self.worker_procs.values():
+        for proc, _ in self.children.values():
             _signal_group(proc, signal.SIGTERM)
-        for proc in self.worker_procs.values():
+        for proc, _ in self.children.values():
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from monai.bundle import ConfigParser
 
+from dicom_node.errors import PermanentError
 from dicom_node.inference.device import select_device
 
 __all__ = [
@@ -44,8 +45,9 @@ logger = logging.getLogger(__name__)
 _CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 
 
-class ModelLoadError(Exception):
-    """The configured path holds no model this node can load (a deployment problem, not the study's)."""
+class ModelLoadError(PermanentError):
+    """The configured path holds no model this node can load (a deployment problem, not the study's):
+    retrying cannot help, so the job is a dead letter until the configuration is fixed."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,7 @@ from dicom_node.encoders import (
 )
 from dicom_node.encoders.measure import Geometry
 from dicom_node.errors import StudyError
+from dicom_node.inference.device import select_device
 from dicom_node.jobs.outcome import Outcome
 from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.store.filestore import FileStore
@@ -123,6 +124,7 @@ def run_pipeline_job(settings: Settings, index: Index, job: Job) -> Outcome:
         "return_to": destinations,
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "model": {"name": result.model_name, "checksum": result.model_checksum},
+        "device": str(select_device(conf.device)),
     }
     what = "URGENT " if urgent else ""
     log.info("pipeline %s on series %s: %s%s", job.pipeline, job.series_uid, what, _summary(result))

@@ -4,7 +4,9 @@ the durable store and the batched index writer, reconciled with each other on st
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +30,22 @@ log = logging.getLogger(__name__)
 Handler = tuple[Any, Callable[..., Any]]
 
 
+class Server(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a listen backlog for bursts of associations."""
+
+    request_queue_size = 64
+
+
+class SharedPortServer(Server):
+    """A server whose port other receiver processes of the node may bind too (SO_REUSEPORT):
+    the kernel spreads incoming associations over them, so parallel associations use every
+    core instead of sharing one interpreter's GIL."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 class NodeServer:
     """Receive (C-ECHO, C-STORE) and, with ``qr=True``, answer Q/R, until :meth:`stop`."""
 
@@ -45,10 +63,12 @@ class NodeServer:
         assert self._server is not None, "server not started"
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
-        report = reconcile(self.store, self.index)
-        if report.unreadable:
-            log.error("%d stored files are unreadable; see above", len(report.unreadable))
+    def start(self, reconcile_first: bool = True, shared_port: bool = False) -> None:
+        """Listen; ``reconcile_first`` once per node (not in extra receiver processes)."""
+        if reconcile_first:
+            report = reconcile(self.store, self.index)
+            if report.unreadable:
+                log.error("%d stored files are unreadable; see above", len(report.unreadable))
         self.writer.start()
         # pynetdicom streams received datasets to NamedTemporaryFile in the default temp
         # folder: point it at our incoming folder (same filesystem as the store) so a received
@@ -56,9 +76,12 @@ class NodeServer:
         _config.STORE_RECV_CHUNKED_DATASET = True
         tempfile.tempdir = str(self.store.incoming)
         ae = self._build_ae()
-        self._server = ae.start_server(
-            (self.settings.host, self.settings.port), block=False, evt_handlers=self._handlers()
+        server_class = SharedPortServer if shared_port else Server
+        self._server = ae.make_server(
+            (self.settings.host, self.settings.port), evt_handlers=list(self._handlers()), server_class=server_class
         )
+        ae._servers.append(self._server)  # as AE.start_server does; shutdown() expects it there
+        threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
         log.info(
             "%s listening on %s:%d, store %s",
             self.settings.ae_title, self.settings.host, self.port, self.store.root,

@@ -123,7 +123,7 @@ def test_redis_outage_while_studies_arrive_loses_nothing(tmp_path, fake_pacs, pr
 
 
 def _worker_ready(node: Node) -> bool:
-    return all(p.poll() is None for p in node.worker_procs.values()) and node.relay.dispatch_due() == 0
+    return all(p.poll() is None for p, _ in node.children.values()) and node.relay.dispatch_due() == 0
 
 
 class BlackHole:
@@ -169,7 +169,7 @@ def test_worker_killed_mid_task_is_redelivered_and_finishes_once(tmp_path, priva
     try:
         files = send_study(tmp_path, node.port)
         wait_for(lambda: any(j.state == "running" for j in jobs(node.index)), "forward running (hung on the destination)", timeout=60)
-        worker = node.worker_procs["send"]
+        worker, _ = node.children["worker-send"]
         children = wait_for(lambda: _pool_children(worker.pid), "pool process")
         for child in children:
             os.kill(child, signal.SIGKILL)  # the process running the task dies mid-task
