@@ -4,6 +4,7 @@ unless told otherwise — worker processes for every queue. Children are restart
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,6 +24,13 @@ from dicom_node.store.index import Index
 __all__ = ["Node"]
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the node dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so no orphaned receiver keeps sharing the port with the next node."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -90,7 +98,8 @@ class Node:
         }
         log.info("starting %s", " ".join(args))
         # Own process group, so stopping a worker also stops its pool processes.
-        return subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True), args
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=_die_with_parent)
+        return proc, args
 
     def stop(self) -> None:
         self._stopping.set()
