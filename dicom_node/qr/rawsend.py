@@ -38,6 +38,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 from dicom_node.qr.query import InstanceRef
+from dicom_node.qr.rawrecv import ResponseReader
 
 __all__ = ["StoredFile", "RawSender", "PendingThrottle", "dataset_offset", "PENDING_INTERVAL_S"]
 
@@ -121,16 +122,18 @@ class RawSender:
     """``send_c_store`` (and ``dul.send_pdu``) for one association while sub-operations run:
     :class:`StoredFile` placeholders are sent raw, anything else by pynetdicom."""
 
-    def __init__(self, assoc: Association) -> None:
+    def __init__(self, assoc: Association, own_reads: bool) -> None:
         self.assoc: Any = assoc
         self.poll_s: float = assoc.dul._run_loop_delay
         self.queue_pdu: Callable[[Any], None] = assoc.dul.send_pdu
         self.pynetdicom_send: Callable[..., Dataset] = assoc.send_c_store
         self.socket: socket.socket = assoc.dul.socket.socket
+        self.reader = ResponseReader(assoc) if own_reads else None
 
     @classmethod
-    def install(cls, assoc: Association) -> RawSender | None:
-        """Take over ``assoc``'s C-STORE requests and P-DATA writes; None where it cannot."""
+    def install(cls, assoc: Association, own_reads: bool = False) -> RawSender | None:
+        """Take over ``assoc``'s C-STORE requests and P-DATA writes (and, with ``own_reads``,
+        the reading of their responses); None where it cannot."""
         current = assoc.__dict__.get("send_c_store")
         sender = current if isinstance(current, RawSender) else None
         if sender is None:
@@ -141,7 +144,7 @@ class RawSender:
             if type(sock) is not socket.socket or not internals:  # an SSLSocket has its own reader state
                 log.info("raw sub-operations unavailable on this association; pynetdicom sends")
                 return None
-            sender = cls(assoc)
+            sender = cls(assoc, own_reads)
             assoc.send_c_store = sender  # type: ignore[method-assign]
         assoc.dul.send_pdu = sender.send_pdu  # type: ignore[method-assign]
         return sender
@@ -173,6 +176,8 @@ class RawSender:
         ref: InstanceRef | None = getattr(dataset, "stored", None)
         if ref is None:  # a converted dataset: pynetdicom encodes it (its P-DATA still comes here)
             return self.pynetdicom_send(dataset, msg_id, priority, originator_aet, originator_id)
+        if not self.assoc.is_established:  # aborted by an earlier failure: fail the rest at once
+            raise ConnectionError("the sub-operation association is gone")
         context_id = self._context_id(ref.sop_class_uid, ref.transfer_syntax)
         if context_id is None:
             raise ValueError(f"no accepted context for {ref.sop_class_uid} in {ref.transfer_syntax}")
@@ -181,7 +186,25 @@ class RawSender:
         if offset is None:
             raise ValueError("stored file is not DICOM Part 10 with a File Meta group length")
         command = _command(ref, msg_id, priority, originator_aet, originator_id)
-        return self._exchange(_pdus(context_id, command, memoryview(data)[offset:], self.assoc.dimse.maximum_pdu_size))
+        message = _pdus(context_id, command, memoryview(data)[offset:], self.assoc.dimse.maximum_pdu_size)
+        if self.reader is not None and (self.reader.active or self.reader.take()):
+            return self._exchange_reading(message, msg_id)
+        return self._exchange(message)
+
+    def _exchange_reading(self, message: bytes, msg_id: int) -> Dataset:
+        """Send and read the response here. Anything unexpected ends the association: the
+        byte stream can no longer be trusted to be in step."""
+        assert self.reader is not None
+        try:
+            self.socket.sendall(message)
+            code = self.reader.status(msg_id)
+        except OSError:  # SubOperationError and timeouts included
+            self.reader.give_back()
+            self.assoc.abort()
+            raise
+        status = Dataset()
+        status.Status = code
+        return status
 
     def _exchange(self, message: bytes) -> Dataset:
         """Send, then wait for pynetdicom to read the response, as its own send_c_store does,
@@ -206,6 +229,8 @@ class RawSender:
     def resume(self) -> None:
         """Sub-operations are over: pynetdicom writes, reads and polls as usual again."""
         assoc = self.assoc
+        if self.reader is not None:
+            self.reader.give_back()
         assoc.dul.__dict__.pop("send_pdu", None)
         assoc.dul._run_loop_delay = self.poll_s
         assoc._reactor_checkpoint.set()

@@ -129,7 +129,7 @@ class QRHandlers:
             "contexts": contexts,
             "evt_handlers": [
                 (evt.EVT_CONN_OPEN, tcp_nodelay),
-                (evt.EVT_ESTABLISHED, peer.capture),
+                (evt.EVT_ESTABLISHED, peer.capture_move),
             ],
         }
         yield count

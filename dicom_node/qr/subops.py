@@ -65,14 +65,18 @@ class PeerContexts:
         self.accepted: set[tuple[str, str]] = set()
         self.sender: RawSender | None = None
 
-    def capture(self, event: Event) -> None:
-        """Record the accepted contexts and send sub-operations raw where possible."""
-        self.sender = RawSender.install(event.assoc)
+    def capture(self, event: Event, own_reads: bool = False) -> None:
+        """Record the accepted contexts and send sub-operations raw where possible (reading
+        their responses too with ``own_reads``: the C-MOVE sub-operation association)."""
+        self.sender = RawSender.install(event.assoc, own_reads)
         self.accepted = {
             (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
             for cx in event.assoc.accepted_contexts
             if cx.as_scu and cx.transfer_syntax
         }
+
+    def capture_move(self, event: Event) -> None:
+        self.capture(event, own_reads=True)
 
     def release(self) -> None:
         """The sub-operations are over: hand the association back to pynetdicom."""
