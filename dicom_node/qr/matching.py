@@ -74,7 +74,7 @@ def _pn(column: ColumnElement[str], value: str) -> ColumnElement[bool]:
 def _bound(keyword: str, value: str, pattern: re.Pattern[str]) -> str:
     value = value.strip().replace(":", "") if pattern is _TIME else value.strip().replace(".", "")
     if not pattern.match(value):
-        raise QRError(QRStatus.UNABLE_TO_PROCESS, f"{keyword}: {value!r} is not a valid value or range")
+        raise QRError(QRStatus.UNABLE_TO_PROCESS, f"{keyword}: not a valid value or range")
     return value
 
 
@@ -101,7 +101,7 @@ def _int(column: ColumnElement[int | None], key: Key, value: str) -> ColumnEleme
     try:
         return column == int(value)
     except ValueError:
-        raise QRError(QRStatus.UNABLE_TO_PROCESS, f"{key.keyword}: {value!r} is not an integer") from None
+        raise QRError(QRStatus.UNABLE_TO_PROCESS, f"{key.keyword}: not an integer") from None
 
 
 def condition(key: Key, values: Sequence[str], dialect: str) -> ColumnElement[bool] | None:

@@ -64,7 +64,8 @@ def _refusal(exc: QRError) -> Dataset:
     return _status(exc.status, exc.comment, exc.offending)
 
 
-_INDEX_DOWN = _status(QRStatus.OUT_OF_RESOURCES, "index unavailable")
+def _index_down() -> Dataset:
+    return _status(QRStatus.OUT_OF_RESOURCES, "index unavailable")
 
 
 class QRHandlers:
@@ -95,7 +96,7 @@ class QRHandlers:
             return
         except SQLAlchemyError:
             log.exception("C-FIND failed in the index")
-            yield _INDEX_DOWN, None
+            yield _index_down(), None
             return
         log.info(
             "C-FIND %s level: %d matches in %.1f ms", plan.level, sent, 1000 * (time.monotonic() - started)
@@ -182,7 +183,7 @@ class QRHandlers:
             log.warning("%s refused (0x%04X): %s", name, exc.status, exc.comment)
             return _refusal(exc)
         log.error("%s failed in the index: %s", name, exc)
-        return _INDEX_DOWN
+        return _index_down()
 
     @staticmethod
     def _identifier(event: Event) -> Dataset:

@@ -39,12 +39,13 @@ _LOSSLESS = [JPEGLSLossless, JPEG2000Lossless, RLELossless]  # pydicom can encod
 
 
 def proposed_contexts(pairs: Iterable[tuple[str, str]]) -> list[PresentationContext]:
-    """For each stored (SOP class, transfer syntax): a context offering exactly that syntax,
-    then one per SOP class offering the uncompressed syntaxes as the fallback."""
+    """One context per SOP class offering the uncompressed syntaxes (the fallback, so first:
+    it is what makes every instance sendable), then, per stored (SOP class, transfer syntax)
+    other than Explicit VR Little Endian, a context offering exactly that syntax."""
     exact: list[PresentationContext] = []
     fallback: dict[str, PresentationContext] = {}
     for sop_class, ts in sorted(set(pairs)):
-        if ts and ts not in _UNCOMPRESSED:
+        if ts and ts != ExplicitVRLittleEndian:
             exact.append(build_context(sop_class, [ts]))
         fallback.setdefault(sop_class, build_context(sop_class, _UNCOMPRESSED))
     contexts = [*fallback.values(), *exact]
