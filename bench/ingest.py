@@ -178,7 +178,7 @@ def main() -> None:
             for associations in (1, 4):
                 for receiver in receivers:
 
-                    def one_run(receiver: Receiver = receiver) -> float:
+                    def one_run(receiver: Receiver = receiver, files: list[Path] = files, associations: int = associations) -> float:
                         receiver.start()  # a fresh, empty store for every run
                         try:
                             return send(receiver.port, files, associations)

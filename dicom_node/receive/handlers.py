@@ -16,7 +16,6 @@ import logging
 from enum import IntEnum
 from pathlib import Path
 
-from pynetdicom import evt
 from pynetdicom.events import Event
 
 from dicom_node.config import Settings

@@ -7,7 +7,7 @@ import pytest
 from dicom_node.config import load_settings
 from dicom_node.errors import ConfigError
 from dicom_node.routing.router import plan_jobs
-from dicom_node.routing.rules import Condition, Rule
+from dicom_node.routing.rules import Condition
 
 CT_CHEST = {"Modality": "CT", "BodyPartExamined": "CHEST", "SeriesDescription": "Axial 1.0 mm", "calling_ae": "CT1",
             "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "SliceThickness": "1.0", "Manufacturer": "ACME"}  # fmt: skip
