@@ -21,6 +21,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES
@@ -131,3 +132,27 @@ def test_modality_families_via_pynetdicom(node_server, tmp_path):
     node_server.writer.flush()
     [summary] = node_server.index.studies()
     assert summary.modalities == "CR\\CT\\DX\\MR" and summary.instances == len(datasets)
+
+
+def test_every_accepted_sop_class_is_stored(node_server):
+    """One (minimal) instance of every storage SOP class the node accepts: SR, SEG, KOS, PDF…"""
+    study = StudySpec()
+    base = ct_series(study, shape=(1, 8, 8), lesion_radius=None)[0]
+    ae = AE(ae_title="PYNETDICOM")
+    for uid in STORAGE_SOP_CLASSES.values():
+        ae.add_requested_context(uid)
+    assoc = ae.associate("127.0.0.1", node_server.port, ae_title="DICOM_NODE")
+    assert assoc.is_established
+    sent = []
+    try:
+        for name, uid in STORAGE_SOP_CLASSES.items():
+            ds = base.copy()
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.SeriesInstanceUID = generate_uid()
+            assert assoc.send_c_store(ds).Status == 0, name
+            sent.append(ds.SOPInstanceUID)
+    finally:
+        assoc.release()
+    node_server.writer.flush()
+    assert set(node_server.index.indexed_paths().values()) == set(sent)
