@@ -5,7 +5,10 @@ PACS and fetches priors.
     keys.py      the keys the index matches/returns, and the computed ones
     matching.py  PS3.4 C.2.2.2 matching → SQL conditions
     query.py     identifiers → checked plans → batched SQL reads
-    subops.py    C-STORE sub-operations: contexts, files as stored or decompressed
+    subops.py    C-STORE sub-operations: contexts, files as stored or converted losslessly
+    rawsend.py   sub-operations written straight to the socket; pending-response throttle
+    rawrecv.py   C-MOVE sub-operation responses read on the sending thread
+    net.py       TCP_NODELAY for pynetdicom's sockets
     scp.py       pynetdicom handlers bound by the receive SCP
     scu.py       query / retrieve against a peer
     sink.py      C-GET retrievals stored and indexed like received instances

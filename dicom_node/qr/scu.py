@@ -129,12 +129,17 @@ def _ae(calling_ae: str, timeout_s: float) -> AE:
     return ae
 
 
-def _responses(assoc: Association, responses: Iterator[tuple[Dataset, Dataset | None]]) -> Iterator[tuple[int, Dataset | None]]:
-    """Status ints; an empty status means the peer aborted or timed out."""
+def _responses(responses: Iterator[tuple[Dataset, Dataset | None]]) -> Iterator[tuple[Dataset, Dataset | None]]:
+    """pynetdicom's responses; an empty status means the peer aborted or timed out."""
     for status, identifier in responses:
         if "Status" not in status:
             raise DestinationError("the peer aborted or did not answer in time")
-        yield int(status.Status), identifier
+        yield status, identifier
+
+
+def _refused(what: str, status: Dataset) -> QueryRefused:
+    comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
+    return QueryRefused(f"{what} answered 0x{int(status.Status):04X}{comment}", int(status.Status))
 
 
 def query(
@@ -153,14 +158,14 @@ def query(
     assoc = _associate(ae, destination, contexts=[build_context(info.find)])
     matches: list[Dataset] = []
     try:
-        for status, found in _responses(assoc, assoc.send_c_find(identifier, info.find)):
-            if status in (0xFF00, 0xFF01):
+        for status, found in _responses(assoc.send_c_find(identifier, info.find)):
+            if status.Status in (0xFF00, 0xFF01):
                 if found is not None:
                     matches.append(found)
-            elif status == 0x0000:
+            elif status.Status == 0x0000:
                 break
             else:
-                raise QueryRefused(f"C-FIND answered 0x{status:04X}", status)
+                raise _refused("C-FIND", status)
     finally:
         assoc.release()
     log.info("C-FIND %s level at %s: %d matches", level, destination.ae_title, len(matches))
@@ -221,7 +226,7 @@ def retrieve(
     else:
         raise ValueError("method must be 'move' or 'get'")
     try:
-        result = _final(assoc, responses, progress)
+        result = _final(responses, progress)
     finally:
         assoc.release()
     log.info(
@@ -237,15 +242,10 @@ def _count(ds: Dataset, name: str) -> int:
 
 
 def _final(
-    assoc: Association,
     responses: Iterator[tuple[Dataset, Dataset | None]],
     progress: Callable[[RetrieveProgress], None] | None,
 ) -> RetrieveResult:
-    last = Dataset()
-    for status, identifier in responses:
-        if "Status" not in status:
-            raise DestinationError("the peer aborted or did not answer in time")
-        last = status
+    for status, identifier in _responses(responses):
         code = int(status.Status)
         if code in (0xFF00, 0xFF01):
             if progress is not None:
@@ -268,7 +268,6 @@ def _final(
             failed_uids=failed_uids,
         )
         if code not in (0x0000, 0xB000, 0xFE00) and not result.completed:
-            comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
-            raise QueryRefused(f"retrieve answered 0x{code:04X}{comment}", code)
+            raise _refused("retrieve", status)
         return result
-    raise DestinationError(f"retrieve ended without a final response (last: {last!r})")
+    raise DestinationError("retrieve ended without a final response")
