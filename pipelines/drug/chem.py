@@ -20,21 +20,25 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import Crippen, Descriptors, rdFingerprintGenerator, rdMolDescriptors
-from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogEntry, FilterCatalogParams
+from rdkit.Chem.FilterCatalog import (
+    FilterCatalog,
+    FilterCatalogEntry,
+    FilterCatalogParams,
+)
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 __all__ = [
     "FP_BITS",
     "FP_RADIUS",
     "RDKIT_ERRORS",
+    "AlertFilter",
     "MolDescriptors",
     "RuleResult",
     "Standardiser",
-    "AlertFilter",
     "compute_descriptors",
     "lipinski",
-    "veber",
     "morgan_bits",
+    "veber",
 ]
 
 FP_RADIUS = 2

@@ -23,10 +23,10 @@ from pipelines.drug.library import parse_smiles
 
 __all__ = [
     "DEFAULT_REFERENCE_PATH",
+    "fingerprint_smiles",
     "load_activity_data",
     "load_background_smiles",
     "load_reference",
-    "fingerprint_smiles",
 ]
 
 DEFAULT_REFERENCE_PATH = Path(__file__).parent / "data" / "reference_drugs.csv"

@@ -16,7 +16,11 @@ import numpy as np
 import torch
 
 from pipelines.drug.chem import Standardiser
-from pipelines.drug.datasets import fingerprint_smiles, load_activity_data, load_background_smiles
+from pipelines.drug.datasets import (
+    fingerprint_smiles,
+    load_activity_data,
+    load_background_smiles,
+)
 from pipelines.drug.model import DEFAULT_MODEL_PATH, DOMAIN_TANIMOTO, DrugModel
 from pipelines.drug.train import autoencoder_metrics, regression_metrics, split_indices
 

@@ -26,7 +26,7 @@ from pipelines.drug.chem import (
 )
 from pipelines.drug.library import Record
 
-__all__ = ["Candidate", "CSV_COLUMNS", "ChemistryStage", "init_worker", "run_worker"]
+__all__ = ["CSV_COLUMNS", "Candidate", "ChemistryStage", "init_worker", "run_worker"]
 
 
 @dataclass

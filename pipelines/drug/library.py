@@ -19,7 +19,7 @@ from rdkit import Chem, rdBase
 
 from pipelines.base import PipelineError
 
-__all__ = ["Record", "read_library", "parse_smiles"]
+__all__ = ["Record", "parse_smiles", "read_library"]
 
 _SMILES_COLUMNS = ("smiles", "canonical_smiles", "smi")
 _ID_COLUMNS = ("id", "name", "compound_id", "mol_id", "identifier")

@@ -21,7 +21,7 @@ from rdkit.Chem import AllChem
 
 from pipelines.drug.datasets import load_background_smiles
 
-__all__ = ["make_library", "write_library", "main"]
+__all__ = ["main", "make_library", "write_library"]
 
 _SUBSTITUENTS = ("F", "Cl", "C", "OC", "C#N")
 _AROMATIC_CH = Chem.MolFromSmarts("[cH]")

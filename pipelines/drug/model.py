@@ -28,11 +28,12 @@ from pipelines.drug.chem import FP_BITS
 __all__ = [
     "DEFAULT_MODEL_PATH",
     "DOMAIN_TANIMOTO",
-    "FingerprintAutoencoder",
     "ActivityRegressor",
     "DrugModel",
+    "FingerprintAutoencoder",
     "ModelScores",
     "max_tanimoto",
+    "reconstruction_error",
 ]
 
 log = logging.getLogger(__name__)

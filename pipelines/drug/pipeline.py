@@ -20,15 +20,21 @@ from typing import Any, ClassVar
 
 from fhir.resources.observation import Observation
 
-from pipelines.base import Code, PipelineError, ReportItem, SidecarPipeline, SidecarResult
+from pipelines.base import (
+    Code,
+    PipelineError,
+    ReportItem,
+    SidecarPipeline,
+    SidecarResult,
+)
 from pipelines.drug.datasets import DEFAULT_REFERENCE_PATH, load_reference
+from pipelines.drug.featurise import Candidate
 from pipelines.drug.library import read_library
 from pipelines.drug.model import DEFAULT_MODEL_PATH, DrugModel
-from pipelines.drug.featurise import Candidate
-from pipelines.drug.screen import ScreenOutcome, Screener, write_csv
+from pipelines.drug.screen import Screener, ScreenOutcome, write_csv
 from pipelines.registry import register
 
-__all__ = ["DrugScreeningPipeline", "CODE_SCHEME", "FHIR_CODE_SYSTEM"]
+__all__ = ["CODE_SCHEME", "FHIR_CODE_SYSTEM", "DrugScreeningPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +157,7 @@ class DrugScreeningPipeline(SidecarPipeline):
             "effectiveDateTime": datetime.now(UTC).isoformat(timespec="seconds"),
             "valueString": _summary(outcome),
             "method": {"text": self.description},
-            "device": {"display": f"dicom-node {self.name} pipeline {self.version}, model sha256 {self.model.checksum}"},
+            "device": {"display": f"dicom-node {self.name} {self.version}, model sha256 {self.model.checksum}"},
             "note": [{"text": "Research use only; not for clinical use. Scores are in silico estimates."}],
             "component": components,
         }
@@ -181,7 +187,7 @@ def _summary(outcome: ScreenOutcome) -> str:
 
 
 def _report_items(outcome: ScreenOutcome) -> list[ReportItem]:
-    items = [ReportItem(name=code, value=float(outcome.counts[key]), unit=_NO_UNITS) for key, code in _COUNT_CODES.items()]
+    items = [ReportItem(code, value=float(outcome.counts[key]), unit=_NO_UNITS) for key, code in _COUNT_CODES.items()]
     items += [ReportItem(name=_CANDIDATE, text=_candidate_text(c)) for c in _reportable(outcome.candidates)]
     return items
 

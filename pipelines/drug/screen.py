@@ -36,7 +36,13 @@ import numpy as np
 from pipelines.base import PipelineError
 from pipelines.drug.chem import Standardiser
 from pipelines.drug.datasets import fingerprint_smiles
-from pipelines.drug.featurise import CSV_COLUMNS, Candidate, ChemistryStage, init_worker, run_worker
+from pipelines.drug.featurise import (
+    CSV_COLUMNS,
+    Candidate,
+    ChemistryStage,
+    init_worker,
+    run_worker,
+)
 from pipelines.drug.library import Record
 from pipelines.drug.model import DOMAIN_TANIMOTO, DrugModel
 

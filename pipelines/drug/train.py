@@ -23,7 +23,11 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from pipelines.drug.chem import FP_BITS, FP_RADIUS, Standardiser
-from pipelines.drug.datasets import fingerprint_smiles, load_activity_data, load_background_smiles
+from pipelines.drug.datasets import (
+    fingerprint_smiles,
+    load_activity_data,
+    load_background_smiles,
+)
 from pipelines.drug.model import (
     DEFAULT_MODEL_PATH,
     ActivityRegressor,
@@ -32,7 +36,7 @@ from pipelines.drug.model import (
     reconstruction_error,
 )
 
-__all__ = ["TrainConfig", "train", "regression_metrics", "autoencoder_metrics", "split_indices", "main"]
+__all__ = ["TrainConfig", "autoencoder_metrics", "main", "regression_metrics", "split_indices", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,13 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     patience: int = 40
-    subset: int | None = None  # smoke mode: use only the first N molecules of each set
+    subset: int | None = None  # smoke mode: N evenly spaced activity molecules, ~2N background
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """A seeded random partition of ``range(n)``; the last part takes the remainder."""
     order = np.random.default_rng(seed).permutation(n)
-    bounds = np.cumsum([int(round(f * n)) for f in fractions[:-1]])
+    bounds = np.cumsum([round(f * n) for f in fractions[:-1]])
     return [np.sort(part) for part in np.split(order, bounds)]
 
 
@@ -61,7 +65,7 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, train_mean: float) -> di
     ss_res = float(np.sum((y - pred) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "rmse": round(rmse, 4),
         "mae": round(float(np.mean(np.abs(pred - y))), 4),
         "r2": round(1.0 - ss_res / ss_tot, 4) if ss_tot > 0 else float("nan"),
@@ -79,7 +83,7 @@ def autoencoder_metrics(ae: FingerprintAutoencoder, fps: np.ndarray) -> dict[str
     on = x > 0.5
     tp = float((pred & on).sum())
     return {
-        "n": int(len(fps)),
+        "n": len(fps),
         "mean_bce": round(float(reconstruction_error(logits, x).mean()), 5),
         "bit_recall": round(tp / max(float(on.sum()), 1.0), 4),
         "bit_precision": round(tp / max(float(pred.sum()), 1.0), 4),
@@ -111,7 +115,12 @@ def _train_autoencoder(fps: np.ndarray, cfg: TrainConfig, gen: torch.Generator) 
 
 
 def _train_regressor(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, cfg: TrainConfig, gen: torch.Generator
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: TrainConfig,
+    gen: torch.Generator,
 ) -> ActivityRegressor:
     """MSE on the standardised target with early stopping on validation RMSE."""
     reg = ActivityRegressor()

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Feature", "FEATURES", "FEATURE_NAMES", "LOINC_SYSTEM", "BP_PANEL_LOINC", "by_loinc", "UnitError"]
+__all__ = ["BP_PANEL_LOINC", "FEATURES", "FEATURE_NAMES", "LOINC_SYSTEM", "Feature", "UnitError", "by_loinc"]
 
 LOINC_SYSTEM = "http://loinc.org"
 BP_PANEL_LOINC = "85354-9"  # Blood pressure panel: systolic arrives as a component (8480-6)

@@ -36,7 +36,7 @@ import numpy as np
 from pipelines.prediction.codes import FEATURE_NAMES
 from pipelines.prediction.features import PatientSeries
 
-__all__ = ["Cohort", "generate_cohort", "ckd_epi_2021", "creatinine_for_egfr", "gfr_category", "HORIZON_MONTHS"]
+__all__ = ["HORIZON_MONTHS", "Cohort", "ckd_epi_2021", "creatinine_for_egfr", "generate_cohort", "gfr_category"]
 
 HORIZON_MONTHS = 12
 _DT = 1.0 / 12.0

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from pipelines.prediction.cohort import generate_cohort
 from pipelines.prediction.model import DEFAULT_MODEL_PATH, RiskModel
 
-__all__ = ["TEST_SEED", "risk_metrics", "evaluate", "main"]
+__all__ = ["TEST_SEED", "evaluate", "main", "risk_metrics"]
 
 TEST_SEED = 3
 
@@ -31,12 +31,12 @@ def risk_metrics(labels: np.ndarray, risk: np.ndarray) -> dict[str, object]:
     for decile, part in enumerate(np.array_split(order, 10), start=1):
         table.append({
             "decile": decile,
-            "n": int(len(part)),
+            "n": len(part),
             "mean_predicted": round(float(risk[part].mean()), 4),
             "observed": round(float(labels[part].mean()), 4),
         })  # fmt: skip
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "prevalence": round(float(labels.mean()), 4),
         "auc": round(float(roc_auc_score(labels, risk)), 4),
         "brier": round(float(np.mean((risk - labels) ** 2)), 4),

@@ -22,7 +22,7 @@ import torch
 
 from pipelines.prediction.codes import FEATURES
 
-__all__ = ["PatientSeries", "Batch", "MAX_STEPS", "N_FEATURES", "make_batch", "normalise"]
+__all__ = ["MAX_STEPS", "N_FEATURES", "Batch", "PatientSeries", "make_batch", "normalise"]
 
 MAX_STEPS = 48
 N_FEATURES = len(FEATURES)

@@ -86,7 +86,8 @@ def _read_bundle(text: str, name: str, patient_id: str | None) -> ParsedInput:
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{name} is not JSON: {exc}") from None
     if not isinstance(raw, dict) or raw.get("resourceType") != "Bundle":
-        raise PipelineError(f"{name} is not a FHIR Bundle (resourceType {raw.get('resourceType') if isinstance(raw, dict) else None!r})")
+        kind = raw.get("resourceType") if isinstance(raw, dict) else type(raw).__name__
+        raise PipelineError(f"{name} is not a FHIR Bundle (found {kind!r})")
     bundle = _validate_bundle(raw, name)
     parsed = ParsedInput([], format="fhir-bundle")
     subjects: set[str] = set()

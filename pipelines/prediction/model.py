@@ -81,7 +81,8 @@ class RiskModel:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": self.network.state_dict(), "hidden": self.network.hidden, "metadata": self.metadata}, path)
+        payload = {"state_dict": self.network.state_dict(), "hidden": self.network.hidden, "metadata": self.metadata}
+        torch.save(payload, path)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_MODEL_PATH) -> RiskModel:

@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 
 from fhir.resources.riskassessment import RiskAssessment
 
-from pipelines.base import Code, PipelineError, ReportItem, SidecarPipeline, SidecarResult
+from pipelines.base import (
+    Code,
+    PipelineError,
+    ReportItem,
+    SidecarPipeline,
+    SidecarResult,
+)
 from pipelines.prediction.codes import FEATURES
 from pipelines.prediction.cohort import HORIZON_MONTHS
 from pipelines.prediction.inputs import Observed, read_observations, to_series
@@ -27,7 +33,7 @@ from pipelines.prediction.model import DEFAULT_MODEL_PATH, RiskModel
 from pipelines.prediction.train import OUTCOME
 from pipelines.registry import register
 
-__all__ = ["CkdProgressionPipeline", "CODE_SCHEME", "FHIR_CODE_SYSTEM"]
+__all__ = ["CODE_SCHEME", "FHIR_CODE_SYSTEM", "CkdProgressionPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,7 @@ class CkdProgressionPipeline(SidecarPipeline):
         series, index, kept = to_series(parsed, _parse_index(index_date))
         risk = float(self.model.predict([series])[0])
         subject = f"Patient/{patient_id}" if patient_id else parsed.subject
+        card = self.model.metadata.get("metrics", {}).get("test", {})
         log.info("prediction scored %d observations (format %s)", len(kept), parsed.format)
         data = {
             "risk": round(risk, 4),
@@ -99,9 +106,8 @@ class CkdProgressionPipeline(SidecarPipeline):
             "model": {
                 "file": self.model_path.name,
                 "sha256": self.model.checksum,
-                "held_out_metrics": {k: self.model.metadata.get("metrics", {}).get("test", {}).get(k)
-                                     for k in ("auc", "brier", "n")},
-            },  # fmt: skip
+                "held_out_metrics": {k: card.get(k) for k in ("auc", "brier", "n")},
+            },
         }
         return SidecarResult(
             pipeline=self.name,
@@ -119,7 +125,9 @@ class CkdProgressionPipeline(SidecarPipeline):
             fhir=[self._risk_assessment(risk, index, kept, subject)],
         )
 
-    def _risk_assessment(self, risk: float, index: datetime, kept: list[Observed], subject: str | None) -> dict[str, Any]:
+    def _risk_assessment(
+        self, risk: float, index: datetime, kept: list[Observed], subject: str | None
+    ) -> dict[str, Any]:
         basis = list(dict.fromkeys(o.reference for o in kept if o.reference))[-_MAX_BASIS:]
         resource: dict[str, Any] = {
             "resourceType": "RiskAssessment",

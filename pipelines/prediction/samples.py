@@ -32,8 +32,8 @@ _LOINC = "http://loinc.org"
 _UCUM = "http://unitsofmeasure.org"
 # feature -> (LOINC, display, UCUM unit, category)
 _CODES = {
-    "egfr": ("98979-8", "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, Plasma or "
-             "Blood by Creatinine-based formula (CKD-EPI 2021)", "mL/min/{1.73_m2}", "laboratory"),
+    "egfr": ("98979-8", ("Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, Plasma or "
+                         "Blood by Creatinine-based formula (CKD-EPI 2021)"), "mL/min/{1.73_m2}", "laboratory"),
     "creatinine": ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", "laboratory"),
     "hba1c": ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", "laboratory"),
     "sbp": ("8480-6", "Systolic blood pressure", "mm[Hg]", "vital-signs"),
@@ -86,8 +86,9 @@ def bundle_for(series: PatientSeries, patient_id: str, seed: int = 0) -> dict[st
         else:
             resources.append(_observation(obs_id, subject, _when(t), category,
                 code=_concept(code, display), valueQuantity=_quantity(float(v), unit)))  # fmt: skip
+    haemoglobin = _concept("718-7", "Hemoglobin [Mass/volume] in Blood")  # not a model input
     resources.append(_observation(f"{patient_id}-hb", subject, _when(series.times[-1]), "laboratory",
-        code=_concept("718-7", "Hemoglobin [Mass/volume] in Blood"), valueQuantity=_quantity(12.9, "g/dL")))  # fmt: skip
+                                  code=haemoglobin, valueQuantity=_quantity(12.9, "g/dL")))
     raw = {
         "resourceType": "Bundle",
         "type": "collection",

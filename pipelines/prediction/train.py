@@ -25,7 +25,7 @@ from pipelines.prediction.evaluate import TEST_SEED, risk_metrics
 from pipelines.prediction.features import make_batch
 from pipelines.prediction.model import DEFAULT_MODEL_PATH, GRUD, RiskModel
 
-__all__ = ["TrainConfig", "train", "main", "OUTCOME"]
+__all__ = ["OUTCOME", "TrainConfig", "main", "train"]
 
 log = logging.getLogger(__name__)
 

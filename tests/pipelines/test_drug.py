@@ -14,7 +14,13 @@ from rdkit import Chem
 from pipelines import registry
 from pipelines.base import PipelineError, SidecarResult
 from pipelines.drug import train
-from pipelines.drug.chem import AlertFilter, Standardiser, compute_descriptors, lipinski, veber
+from pipelines.drug.chem import (
+    AlertFilter,
+    Standardiser,
+    compute_descriptors,
+    lipinski,
+    veber,
+)
 from pipelines.drug.datasets import fingerprint_smiles, load_activity_data
 from pipelines.drug.make_library import make_library, write_library
 from pipelines.drug.model import DrugModel
@@ -166,7 +172,9 @@ def test_result_shape_and_fhir(pipeline: DrugScreeningPipeline) -> None:
         ("lib.smi", "# only a comment\n", "no molecules"),
     ],
 )
-def test_bad_inputs_raise(pipeline: DrugScreeningPipeline, tmp_path: Path, name: str, content: str, message: str) -> None:
+def test_bad_inputs_raise(
+    pipeline: DrugScreeningPipeline, tmp_path: Path, name: str, content: str, message: str
+) -> None:
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(PipelineError, match=message):

@@ -14,7 +14,12 @@ from fhir.resources.riskassessment import RiskAssessment
 from pipelines import registry
 from pipelines.base import PipelineError
 from pipelines.prediction import train
-from pipelines.prediction.cohort import ckd_epi_2021, creatinine_for_egfr, generate_cohort, gfr_category
+from pipelines.prediction.cohort import (
+    ckd_epi_2021,
+    creatinine_for_egfr,
+    generate_cohort,
+    gfr_category,
+)
 from pipelines.prediction.evaluate import risk_metrics
 from pipelines.prediction.model import RiskModel
 from pipelines.prediction.pipeline import CkdProgressionPipeline
@@ -164,8 +169,9 @@ def test_patient_selection_in_a_multi_patient_bundle(pipeline: CkdProgressionPip
     [
         ("a.json", "{not json", "not JSON"),
         ("a.json", '{"resourceType": "Patient"}', "not a FHIR Bundle"),
-        ("a.json", '{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": '
-                   '{"resourceType": "Observation", "status": "final"}}]}', "not a valid FHIR Bundle: entry.0.resource.code"),
+        ("a.json", ('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": '
+                    '{"resourceType": "Observation", "status": "final"}}]}'),
+         "not a valid FHIR Bundle: entry.0.resource.code"),
         ("a.csv", "time,loinc,value\n2024-01-01,2160-0,1.2\n", "missing column"),
         ("a.csv", "timestamp,code,value\nyesterday,2160-0,1.2\n", "line 2"),
         ("a.csv", "timestamp,code,value\n2024-01-01,2160-0,high\n", "line 2"),
