@@ -4,10 +4,13 @@ near misses, served on a free loopback port; DCMTK storescp as a move destinatio
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -20,6 +23,7 @@ from dicom_node.synthetic import StudySpec, ct_series, mr_series, xray_instance
 from tests.conftest import DCMTK_ENV, free_port, require, wait_for
 
 NODE_AE = "QRNODE"
+PG_ADMIN = "dbname=postgres user=postgres host=127.0.0.1"
 
 
 @dataclass
@@ -80,8 +84,10 @@ class Node:
         return self.server.port
 
 
-def start_node(data_dir: Path, **destinations: DicomDestination) -> NodeServer:
-    settings = load_settings(data_dir=data_dir, port=0, host="127.0.0.1", ae_title=NODE_AE, min_free_disk_mb=0)
+def start_node(data_dir: Path, database_url: str | None = None, **destinations: DicomDestination) -> NodeServer:
+    settings = load_settings(
+        data_dir=data_dir, port=0, host="127.0.0.1", ae_title=NODE_AE, min_free_disk_mb=0, database_url=database_url
+    )
     settings.destinations.update(destinations)
     server = NodeServer(settings)
     server.start()
@@ -123,6 +129,36 @@ class StoreSCP:
         self.proc.wait(timeout=10)
 
 
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the loopback PostgreSQL (as .ci/run starts it); its URL."""
+    name = f"dicom_node_qr_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(PG_ADMIN)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required (run .ci/run): {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def serving_node(backend: str, folder: Path, **destinations: DicomDestination) -> Iterator[Node]:
+    """A populated node whose index is on ``backend`` ("sqlite" or "postgresql")."""
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgresql" else None
+        server = start_node(folder, url, **destinations)
+        stack.callback(server.index.close)
+        stack.callback(server.stop)
+        yield Node(server, server.settings, populate(server))
+
+
 @pytest.fixture(scope="module")
 def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreSCP]:
     scp = StoreSCP(tmp_path_factory.mktemp("storescp"))
@@ -132,11 +168,8 @@ def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreSCP]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, storescp: StoreSCP) -> Iterator[Node]:
-    server = start_node(tmp_path_factory.mktemp("node"), storescp=storescp.destination)
-    try:
-        yield Node(server, server.settings, populate(server))
-    finally:
-        server.stop()
+    with serving_node("sqlite", tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
+        yield served
 
 
 def associate(node: Node, *contexts: str, **kwargs: object) -> Association:

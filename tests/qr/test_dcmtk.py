@@ -1,14 +1,23 @@
-"""DCMTK findscu, movescu (to a DCMTK storescp) and getscu against the node: what they get is
-what the node holds, byte for byte."""
+"""DCMTK findscu, movescu (to a DCMTK storescp) and getscu against the node, on SQLite and on
+PostgreSQL: what they get is what the node holds, byte for byte."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from pydicom import dcmread
 
 from tests.conftest import dcmtk, require
-from tests.qr.conftest import NODE_AE
+from tests.qr.conftest import NODE_AE, Node, StoreSCP, serving_node
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def node(request, tmp_path_factory, storescp: StoreSCP) -> Iterator[Node]:
+    with serving_node(request.param, tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
+        yield served
 
 
 def _dataset_bytes(path: Path) -> bytes:

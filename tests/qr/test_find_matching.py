@@ -1,13 +1,22 @@
 """C-FIND matching rules (PS3.4 C.2.2.2) against the node, one rule at a time, through the
-node's own SCU so both ends are exercised."""
+node's own SCU so both ends are exercised; on SQLite and on PostgreSQL, whose SQL differs
+(GLOB vs LIKE/ILIKE, group_concat vs string_agg)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from dicom_node.config import DicomDestination
 from dicom_node.qr.scu import query
-from tests.qr.conftest import NODE_AE, Node
+from tests.qr.conftest import NODE_AE, Node, serving_node
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def node(request, tmp_path_factory) -> Iterator[Node]:
+    with serving_node(request.param, tmp_path_factory.mktemp("node")) as served:
+        yield served
 
 
 def find(node: Node, level: str, keys: dict[str, str], model: str = "study") -> list:
