@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, make_url, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, make_url, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,7 +85,7 @@ class Index:
         for attempt in range(5):
             try:
                 with self.sessions.begin() as session:
-                    _Upserter(session).add_all(records)
+                    _BatchWriter(session).write(records)
                 return
             except IntegrityError:
                 if attempt == 4:
@@ -196,77 +199,106 @@ class Index:
             return {p: uid for p, uid in session.execute(select(Instance.path, Instance.sop_instance_uid))}
 
 
-class _Upserter:
-    """Get-or-create of the hierarchy within one session, caching rows for the batch."""
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> dict[str, int]:
+    """INSERT … ON CONFLICT (key) DO UPDATE for ``rows``; returns key → primary key."""
+    if not rows:
+        return {}
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = insert(table).values(rows)
+    updated = {c: stmt.excluded[c] for c in rows[0] if c != key}
+    stmt = stmt.on_conflict_do_update(index_elements=[key], set_=updated).returning(table.c[key], table.c.id)
+    return {k: pk for k, pk in conn.execute(stmt)}
+
+
+def _last(records: Sequence[InstanceRecord], key: Callable[[InstanceRecord], str]) -> dict[str, InstanceRecord]:
+    """The latest record per key (a batch may hold a re-sent instance twice)."""
+    return {key(r): r for r in records}
+
+
+class _BatchWriter:
+    """Set-based upsert of a batch of records: a few statements per level, not per record."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.patients: dict[str, Patient] = {}
-        self.studies: dict[str, Study] = {}
-        self.series: dict[str, Series] = {}
+        self.conn = session.connection()
 
-    def add_all(self, records: Sequence[InstanceRecord]) -> None:
-        for rec in records:
-            self._add(rec)
+    def write(self, records: Sequence[InstanceRecord]) -> None:
+        patients = _last(records, lambda r: r.patient_id)
+        patient_pk = _upsert(self.conn, Patient.__table__, [
+            {"patient_id": pid, "patient_name": r.patient_name, "birth_date": r.birth_date, "sex": r.sex}
+            for pid, r in patients.items()
+        ], "patient_id")  # fmt: skip
+        study_pk = self._studies(records, patient_pk)
+        series_pk = self._series(records, study_pk)
+        rows = [
+            {
+                "sop_instance_uid": uid, "series_pk": series_pk[r.series_uid], "sop_class_uid": r.sop_class_uid,
+                "instance_number": r.instance_number, "transfer_syntax": r.transfer_syntax, "path": r.path,
+                "size": r.size, "calling_ae": r.calling_ae, "received_at": r.received_at, "made_by_node": r.made_by_node,
+            }  # fmt: skip
+            for uid, r in _last(records, lambda r: r.sop_instance_uid).items()
+        ]
+        _upsert(self.conn, Instance.__table__, rows, "sop_instance_uid")
 
-    def _patient(self, rec: InstanceRecord) -> Patient:
-        pt = self.patients.get(rec.patient_id)
-        if pt is None:
-            pt = self.session.scalar(select(Patient).where(Patient.patient_id == rec.patient_id))
-            if pt is None:
-                pt = Patient(patient_id=rec.patient_id)
-                self.session.add(pt)
-            self.patients[rec.patient_id] = pt
-        pt.patient_name, pt.birth_date, pt.sex = rec.patient_name, rec.birth_date, rec.sex
-        return pt
+    def _studies(self, records: Sequence[InstanceRecord], patient_pk: dict[str, int]) -> dict[str, int]:
+        by_study: dict[str, list[InstanceRecord]] = {}
+        for r in records:
+            by_study.setdefault(r.study_uid, []).append(r)
+        existing = {
+            row.study_uid: row
+            for row in self.conn.execute(
+                select(Study.study_uid, Study.modalities, Study.last_received_at).where(Study.study_uid.in_(list(by_study)))
+            )
+        }
+        rows = []
+        for uid, recs in by_study.items():
+            last, old = recs[-1], existing.get(uid)
+            received = [r.received_at for r in recs if not r.made_by_node]
+            modalities = set(filter(None, (old.modalities if old else "").split("\\"))) | {r.modality for r in recs if r.modality}
+            row = {
+                "study_uid": uid, "patient_pk": patient_pk[last.patient_id], "study_date": last.study_date,
+                "study_time": last.study_time, "accession_number": last.accession_number, "study_id": last.study_id,
+                "description": last.study_description, "referring_physician": last.referring_physician,
+                "modalities": "\\".join(sorted(modalities)),
+                # our own results must not re-open the study they report on
+                "last_received_at": max([*received, *([old.last_received_at] if old else [])], default=last.received_at),
+            }  # fmt: skip
+            if old is None:
+                row["completed_at"] = None if received else last.received_at
+                event = "received" if received else "result stored"
+                self.session.add(JobEvent(study_uid=uid, event=event, detail=f"first instance from {recs[0].calling_ae or 'local'}"))
+            rows.append(row)
+        return _upsert_keep(self.conn, Study.__table__, rows, "study_uid", keep=("completed_at",))
 
-    def _study(self, rec: InstanceRecord) -> Study:
-        st = self.studies.get(rec.study_uid)
-        if st is None:
-            st = self.session.scalar(select(Study).where(Study.study_uid == rec.study_uid))
-            if st is None:
-                st = Study(study_uid=rec.study_uid, patient=self._patient(rec), modalities="")
-                self.session.add(st)
-                event = "result stored" if rec.made_by_node else "received"
-                self.session.add(JobEvent(study_uid=rec.study_uid, event=event, detail=f"first instance from {rec.calling_ae or 'local'}"))
-            self.studies[rec.study_uid] = st
-        st.patient = self._patient(rec)
-        st.study_date, st.study_time = rec.study_date, rec.study_time
-        st.accession_number, st.study_id = rec.accession_number, rec.study_id
-        st.description, st.referring_physician = rec.study_description, rec.referring_physician
-        if rec.modality and rec.modality not in st.modalities.split("\\"):
-            st.modalities = "\\".join(sorted(filter(None, [*st.modalities.split("\\"), rec.modality])))
-        if not rec.made_by_node:  # our own results must not re-open the study they report on
-            st.last_received_at = max(st.last_received_at or rec.received_at, rec.received_at)
-        elif st.last_received_at is None:
-            st.last_received_at, st.completed_at = rec.received_at, rec.received_at
-        return st
+    def _series(self, records: Sequence[InstanceRecord], study_pk: dict[str, int]) -> dict[str, int]:
+        by_series: dict[str, list[InstanceRecord]] = {}
+        for r in records:
+            by_series.setdefault(r.series_uid, []).append(r)
+        existing = {
+            row.series_uid: row
+            for row in self.conn.execute(
+                select(Series.series_uid, Series.last_received_at, Series.calling_ae).where(Series.series_uid.in_(list(by_series)))
+            )
+        }
+        rows = []
+        for uid, recs in by_series.items():
+            last, old = recs[-1], existing.get(uid)
+            received = [r.received_at for r in recs if not r.made_by_node]
+            calling = next((r.calling_ae for r in reversed(recs) if r.calling_ae), old.calling_ae if old else "")
+            row = {
+                "series_uid": uid, "study_pk": study_pk[last.study_uid], "modality": last.modality,
+                "series_number": last.series_number, "description": last.series_description, "body_part": last.body_part,
+                "manufacturer": last.manufacturer, "calling_ae": calling,
+                "last_received_at": max([*received, *([old.last_received_at] if old else [])], default=last.received_at),
+            }  # fmt: skip
+            if old is None:  # a result series is born complete and never routed
+                row["completed_at"] = row["routed_at"] = None if received else last.received_at
+            rows.append(row)
+        return _upsert_keep(self.conn, Series.__table__, rows, "series_uid", keep=("completed_at", "routed_at"))
 
-    def _series(self, rec: InstanceRecord) -> Series:
-        se = self.series.get(rec.series_uid)
-        if se is None:
-            se = self.session.scalar(select(Series).where(Series.series_uid == rec.series_uid))
-            if se is None:
-                se = Series(series_uid=rec.series_uid, study=self._study(rec))
-                if rec.made_by_node:  # a result series is born complete and never routed
-                    se.completed_at = se.routed_at = rec.received_at
-                self.session.add(se)
-            self.series[rec.series_uid] = se
-        se.study = self._study(rec)
-        se.modality, se.series_number = rec.modality, rec.series_number
-        se.description, se.body_part, se.manufacturer = rec.series_description, rec.body_part, rec.manufacturer
-        if rec.calling_ae:
-            se.calling_ae = rec.calling_ae
-        se.last_received_at = max(se.last_received_at or rec.received_at, rec.received_at)
-        return se
 
-    def _add(self, rec: InstanceRecord) -> None:
-        series = self._series(rec)
-        inst = self.session.scalar(select(Instance).where(Instance.sop_instance_uid == rec.sop_instance_uid))
-        if inst is None:
-            inst = Instance(sop_instance_uid=rec.sop_instance_uid)
-            self.session.add(inst)
-        inst.series = series
-        inst.sop_class_uid, inst.instance_number = rec.sop_class_uid, rec.instance_number
-        inst.transfer_syntax, inst.path, inst.size = rec.transfer_syntax, rec.path, rec.size
-        inst.calling_ae, inst.received_at, inst.made_by_node = rec.calling_ae, rec.received_at, rec.made_by_node
+def _upsert_keep(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str, keep: tuple[str, ...]) -> dict[str, int]:
+    """Upsert where ``keep`` columns are set only on insert (new rows carry them; old rows keep theirs)."""
+    new = [r for r in rows if keep[0] in r]
+    old = [r for r in rows if keep[0] not in r]
+    return {**_upsert(conn, table, new, key), **_upsert(conn, table, old, key)}
