@@ -36,9 +36,21 @@ import numpy as np
 from pipelines.prediction.codes import FEATURE_NAMES
 from pipelines.prediction.features import PatientSeries
 
-__all__ = ["HORIZON_MONTHS", "Cohort", "ckd_epi_2021", "creatinine_for_egfr", "generate_cohort", "gfr_category"]
+__all__ = [
+    "HORIZON_MONTHS",
+    "OUTCOME",
+    "Cohort",
+    "ckd_epi_2021",
+    "creatinine_for_egfr",
+    "generate_cohort",
+    "gfr_category",
+]
 
 HORIZON_MONTHS = 12
+OUTCOME = (
+    "CKD progression within 12 months: a worse KDIGO GFR category with a >= 25% fall in eGFR, "
+    "or new eGFR < 15 mL/min/1.73 m2"
+)
 _DT = 1.0 / 12.0
 _MAX_HISTORY_MONTHS = 48
 _F = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -27,10 +27,9 @@ from pipelines.base import (
     SidecarResult,
 )
 from pipelines.prediction.codes import FEATURES
-from pipelines.prediction.cohort import HORIZON_MONTHS
+from pipelines.prediction.cohort import HORIZON_MONTHS, OUTCOME
 from pipelines.prediction.inputs import Observed, read_observations, to_series
 from pipelines.prediction.model import DEFAULT_MODEL_PATH, RiskModel
-from pipelines.prediction.train import OUTCOME
 from pipelines.registry import register
 
 __all__ = ["CODE_SCHEME", "FHIR_CODE_SYSTEM", "CkdProgressionPipeline"]

@@ -20,20 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.prediction.cohort import HORIZON_MONTHS, generate_cohort
+from pipelines.prediction.cohort import HORIZON_MONTHS, OUTCOME, generate_cohort
 from pipelines.prediction.evaluate import TEST_SEED, risk_metrics
 from pipelines.prediction.features import make_batch
 from pipelines.prediction.model import DEFAULT_MODEL_PATH, GRUD, RiskModel
 
-__all__ = ["OUTCOME", "TrainConfig", "main", "train"]
+__all__ = ["TrainConfig", "main", "train"]
 
 log = logging.getLogger(__name__)
-
-OUTCOME = (
-    "CKD progression within 12 months: a worse KDIGO GFR category with a >= 25% fall in eGFR, "
-    "or new eGFR < 15 mL/min/1.73 m2"
-)
-
 
 @dataclass(frozen=True)
 class TrainConfig:
