@@ -12,7 +12,7 @@ from enum import IntEnum, StrEnum
 
 from pynetdicom import sop_class as sc
 
-__all__ = ["Level", "InformationModel", "MODELS", "model_for", "QRStatus", "QRError"]
+__all__ = ["Level", "UNIQUE_KEY", "InformationModel", "MODELS", "model_for", "QRStatus", "QRError"]
 
 
 class Level(StrEnum):

@@ -16,7 +16,7 @@ from typing import Any
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from pynetdicom.events import Event, InterventionEvent
+from pynetdicom.events import Event, InterventionEvent, NotificationEvent
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,7 +39,9 @@ def qr_contexts() -> list[str]:
     return [uid for m in MODELS.values() for uid in (m.find, m.move, m.get)]
 
 
-def qr_handlers(settings: Settings, index: Index) -> list[tuple[InterventionEvent, Callable[..., Any]]]:
+def qr_handlers(
+    settings: Settings, index: Index
+) -> list[tuple[InterventionEvent | NotificationEvent, Callable[..., Any]]]:
     """The Q/R handlers, plus TCP_NODELAY on every accepted connection (see ``qr.net``)."""
     handlers = QRHandlers(settings, index)
     return [
