@@ -131,14 +131,21 @@ def jobs_submit(
     console.print(f"job {job_id} queued ({kind})")
 
 
-def pipelines_cmd() -> None:
-    """List the registered pipelines and their models."""
-    from dicom_node.cli import console
+def pipelines_cmd(config: ConfigOpt = None) -> None:
+    """List the registered pipelines and the models they would run."""
+    from dicom_node.cli import console, settings_from
+    from pipelines.base import ImagingPipeline
     from pipelines.registry import all_pipelines
 
-    table = Table("Name", "Kind", "Version", "Queue", "Description")
+    settings = settings_from(config)
+    table = Table("Name", "Kind", "Version", "Queue", "Model", "Description")
     for name, cls in all_pipelines().items():
-        table.add_row(name, cls.kind, cls.version, cls.queue, cls.description)
+        if issubclass(cls, ImagingPipeline):
+            configured = settings.pipelines.get(name)
+            model = str(configured.bundle) if configured and configured.bundle else f"{cls.demo_bundle} (demo)"
+        else:
+            model = str(cls.default_model) if cls.default_model else "rule tables, no learned model"
+        table.add_row(name, cls.kind, cls.version, cls.queue, model, cls.description)
     console.print(table)
 
 

@@ -110,6 +110,7 @@ class ImagingPipeline(abc.ABC):
     version: ClassVar[str]
     description: ClassVar[str] = ""
     modalities: ClassVar[tuple[str, ...]] = ()
+    demo_bundle: ClassVar[Path]  # the shipped MONAI bundle, used unless a bundle is configured
 
     def __init__(self, bundle_dir: Path | None = None, device: str | None = None) -> None:
         self.bundle_dir = bundle_dir
@@ -160,6 +161,7 @@ class SidecarPipeline(abc.ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     description: ClassVar[str] = ""
+    default_model: ClassVar[Path | None] = None  # None: no learned model (rules and tables)
 
     @abc.abstractmethod
     def run(self, input_path: Path, patient_id: str | None = None, **params: Any) -> SidecarResult: ...

@@ -40,11 +40,7 @@ def _load() -> None:
         return
     _loaded = True
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and module.startswith(exc.name)):  # TODO(remove once all exist)
-                raise
+        importlib.import_module(module)
     for ep in entry_points(group="dicom_node.pipelines"):
         register(ep.load())
 

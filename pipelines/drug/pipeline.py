@@ -58,6 +58,7 @@ class DrugScreeningPipeline(SidecarPipeline):
     """Rank a SMILES/CSV/SDF library by drug-likeness rules, structural alerts and the model."""
 
     name: ClassVar[str] = "drug"
+    default_model = DEFAULT_MODEL_PATH
     version: ClassVar[str] = "1.0.0"
     description: ClassVar[str] = (
         "Standardise a compound library, apply Lipinski/Veber/PAINS/Brenk, score with a fingerprint "

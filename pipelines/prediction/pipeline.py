@@ -57,6 +57,7 @@ class CkdProgressionPipeline(SidecarPipeline):
     """GRU-D risk of CKD progression within 12 months from irregular, partial lab series."""
 
     name: ClassVar[str] = "prediction"
+    default_model = DEFAULT_MODEL_PATH
     version: ClassVar[str] = "1.0.0"
     description: ClassVar[str] = (
         "12-month CKD progression risk (KDIGO 2012) from eGFR, creatinine, HbA1c, systolic BP and UACR "
