@@ -25,13 +25,13 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
 from sqlalchemy import insert
 
 from dicom_node.config import DicomDestination, load_settings
 from dicom_node.qr.model import MODELS
-from dicom_node.qr.net import tcp_nodelay
+from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.qr.query import plan_find
 from dicom_node.receive.scp import NodeServer
 from dicom_node.store.header import read_header
@@ -98,7 +98,7 @@ def study_query(rng: random.Random) -> Dataset:
 def bench_find(port: int, n_queries: int, rng: random.Random) -> tuple[list[float], list[int]]:
     ae = AE(ae_title=BENCH_AE)
     ae.add_requested_context(FIND)
-    assoc = ae.associate("127.0.0.1", port, ae_title="BENCHNODE", evt_handlers=[(evt.EVT_CONN_OPEN, tcp_nodelay)])
+    assoc = ae.associate("127.0.0.1", port, ae_title="BENCHNODE", evt_handlers=[NO_DELAY_HANDLER])
     latencies, counts = [], []
     try:
         for _ in range(n_queries):

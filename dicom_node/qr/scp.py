@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.qr.model import MODELS, QRError, QRStatus, model_for
-from dicom_node.qr.net import tcp_nodelay
+from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.qr.rawsend import PendingThrottle
 from dicom_node.qr.query import RetrievePlan, plan_find, plan_retrieve
 from dicom_node.qr.subops import PeerContexts, prepare, proposed_contexts
@@ -42,13 +42,12 @@ def qr_contexts() -> list[str]:
 def qr_handlers(
     settings: Settings, index: Index
 ) -> list[tuple[InterventionEvent | NotificationEvent, Callable[..., Any]]]:
-    """The Q/R handlers, plus TCP_NODELAY on every accepted connection (see ``qr.net``)."""
+    """The Q/R handlers (the SCP adds TCP_NODELAY for every connection, see ``dicom_node.net``)."""
     handlers = QRHandlers(settings, index)
     return [
         (evt.EVT_C_FIND, handlers.find),
         (evt.EVT_C_MOVE, handlers.move),
         (evt.EVT_C_GET, handlers.get),
-        (evt.EVT_CONN_OPEN, tcp_nodelay),
     ]
 
 
@@ -131,7 +130,7 @@ class QRHandlers:
         yield destination.host, destination.port, {
             "contexts": contexts,
             "evt_handlers": [
-                (evt.EVT_CONN_OPEN, tcp_nodelay),
+                NO_DELAY_HANDLER,
                 (evt.EVT_ESTABLISHED, peer.capture_move),
             ],
         }

@@ -23,7 +23,7 @@ from pynetdicom.presentation import build_context, build_role
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.errors import ConfigError, DestinationError, PermanentError
 from dicom_node.qr.model import MODELS, InformationModel, Level
-from dicom_node.qr.net import tcp_nodelay
+from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 __all__ = [
@@ -115,7 +115,7 @@ def _model(name: str) -> InformationModel:
 
 
 def _associate(ae: AE, dest: DicomDestination, **kwargs: Any) -> Association:
-    kwargs["evt_handlers"] = [(evt.EVT_CONN_OPEN, tcp_nodelay), *kwargs.get("evt_handlers", [])]
+    kwargs["evt_handlers"] = [NO_DELAY_HANDLER, *kwargs.get("evt_handlers", [])]
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, **kwargs)
     if not assoc.is_established:
         raise DestinationError(f"association with {dest.ae_title}@{dest.host}:{dest.port} failed")
