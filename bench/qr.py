@@ -39,7 +39,7 @@ from dicom_node.store.index import Index
 from dicom_node.store.models import Instance, Patient, Series, Study
 from dicom_node.synthetic import StudySpec, ct_series
 from tests.conftest import DCMTK_ENV, free_port
-from tests.qr.orthanc import Orthanc
+from tests.orthanc import Orthanc
 
 LAST = ["SMITH", "JONES", "MULLER", "GARCIA", "ROSSI", "DUBOIS", "NOVAK", "KIM", "SATO", "SILVA", "COHEN", "OKAFOR"]
 FIRST = ["ANNA", "JOHN", "MARIA", "LI", "OMAR", "EVA", "PAUL", "SARA", "IVAN", "LENA"]

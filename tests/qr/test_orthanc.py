@@ -25,7 +25,7 @@ from dicom_node.synthetic import StudySpec, ct_series, mr_series, write_series
 from pipelines.base import Code, ImagingResult, SegmentationOutput, SegmentLabel
 from tests.conftest import wait_for
 from tests.qr.conftest import NODE_AE, start_node
-from tests.qr.orthanc import Orthanc
+from tests.orthanc import Orthanc
 
 
 @dataclass

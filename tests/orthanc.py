@@ -15,12 +15,15 @@ from dicom_node.config import DicomDestination
 from tests.conftest import DCMTK_ENV, free_port, wait_for
 
 ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"  # Debian package orthanc-dicomweb
 
 
 class Orthanc:
     """Orthanc with its storage in ``folder`` and ``modalities`` ({name: (aet, port)}) known."""
 
-    def __init__(self, folder: Path, modalities: dict[str, tuple[str, int]], ae_title: str = "ORTHANC") -> None:
+    def __init__(
+        self, folder: Path, modalities: dict[str, tuple[str, int]], ae_title: str = "ORTHANC", dicomweb: bool = False
+    ) -> None:
         if shutil.which(ORTHANC) is None:
             raise FileNotFoundError(f"{ORTHANC} is not installed (Debian package orthanc)")
         self.ae_title, self.dicom_port, self.http_port = ae_title, free_port(), free_port()
@@ -36,7 +39,8 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "DicomModalities": {name: [aet, "127.0.0.1", port] for name, (aet, port) in modalities.items()},
             "DicomCheckCalledAet": False,
-            "Plugins": [],
+            "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "StorageCompression": False,
             "SaveJobs": False,
             "DicomScuTimeout": 30,
@@ -62,6 +66,10 @@ class Orthanc:
             return self.http.get("/system").status_code == 200
         except httpx.TransportError:
             return False
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     @property
     def destination(self) -> DicomDestination:
