@@ -17,5 +17,6 @@ def run_fetch_priors(settings: Settings, index: Index, job: Job) -> Outcome:
     fetched = fetch_priors(
         settings, index, job.study_uid, source=job.destination, modality=job.params.get("modality"),
         lookback_days=int(job.params.get("lookback_days", 365 * 3)), max_count=int(job.params.get("max_count", 3)),
+        method=job.params.get("method", "move"),
     )  # fmt: skip
     return Outcome(summary=f"{len(fetched)} prior stud{'y' if len(fetched) == 1 else 'ies'} fetched from {job.destination}", data={"priors": fetched})

@@ -129,6 +129,7 @@ class FetchPriors(BaseModel):
     modality: str | None = None
     lookback_days: int = Field(365 * 3, gt=0)
     max_count: int = Field(3, gt=0)
+    method: Literal["move", "get"] = Field("move", description="move: the PACS must know our AE title; get: our own association")
 
 
 class Rule(BaseModel):
