@@ -1,7 +1,7 @@
 """Queue benchmark: N small studies through rules → Celery → forward to a DCMTK storescp, on
 Redis and on the embedded (filesystem) broker in the same run.
 
-    TCP_NODELAY=1 .venv/bin/python bench/queue.py [--studies 200]
+    TCP_NODELAY=1 .venv/bin/python bench/queue_latency.py [--studies 200]
 
 Prints p50/p95 of study-complete → task-start latency (from the index's timeline) and
 studies/s (first completion → last job finished), and the embedded/Redis p95 ratio.
@@ -10,25 +10,21 @@ The pipeline step is a forward job: the lightest job there is, so the figures ar
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder leads sys.path and its name would shadow the standard
-# library's ``queue`` (which Celery imports): put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import yaml
 from sqlalchemy import select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dicom_node.config import load_settings  # noqa: E402
 from dicom_node.node import Node  # noqa: E402
 from dicom_node.store.models import CompletionEvent, Job, JobEvent  # noqa: E402
