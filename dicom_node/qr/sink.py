@@ -4,16 +4,15 @@ had been received by the SCP, so priors are found, routed and retrieved like any
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from pynetdicom import _config
 from pynetdicom.events import Event
 
 from dicom_node.store.filestore import FileStore
-from dicom_node.store.header import HeaderError, read_header
+from dicom_node.store.header import HeaderError
 from dicom_node.store.index import Index
+from dicom_node.store.local import store_bytes
 
 __all__ = ["IndexSink"]
 
@@ -32,23 +31,14 @@ class IndexSink:
 
     def __call__(self, event: Event) -> int:
         calling = event.assoc.acceptor.ae_title.strip()
-        fd, name = tempfile.mkstemp(suffix=".part", dir=self.store.incoming)
-        temp = Path(name)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self._bytes(event))
-            record = read_header(temp)
-            final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid)
+            record = store_bytes(self.store, self.index, self._bytes(event), calling_ae=calling)
         except HeaderError as exc:
             log.warning("retrieved instance refused (0x%04X): %s", exc.status, exc.reason)
             return exc.status
         except OSError as exc:
             log.error("retrieved instance not stored (0xA700): %s", exc)
             return 0xA700
-        finally:
-            temp.unlink(missing_ok=True)
-        record.path, record.calling_ae = str(final), calling
-        self.index.add_instances([record])
         self.stored.append(record.sop_instance_uid)
         return 0x0000
 

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,17 +59,6 @@ class FileStore:
         _fsync_dir(final.parent)
         return final
 
-    def write_bytes(self, data: bytes, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        """Write ``data`` durably (temp file in ``incoming`` → fdatasync → rename → fsync folder)."""
-        fd, name = _mkstemp(self.incoming)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            return self.commit(Path(name), study_uid, series_uid, sop_uid)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
@@ -107,10 +95,6 @@ class FileStore:
         for new in created:  # a new folder's name must be durable before files inside it are
             _fsync_dir(new.parent)
         self._known_dirs.add(folder)
-
-
-def _mkstemp(folder: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(suffix=".part", dir=folder)
 
 
 def _fsync_dir(folder: Path) -> None:
