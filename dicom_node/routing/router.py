@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -154,10 +155,16 @@ class Router:
                 first = session.scalar(
                     select(Instance.path).where(Instance.series_pk == series.id).order_by(Instance.instance_number, Instance.id).limit(1)
                 )
-                if first is not None:
-                    header = dcmread(first, stop_before_pixels=True)
-                    attrs[series.series_uid] = series_attributes(header, series.calling_ae)
                 series.routed_at = now
+                if first is None:
+                    continue
+                try:
+                    header = dcmread(first, stop_before_pixels=True)
+                except (OSError, InvalidDicomError) as exc:  # a file gone or damaged since it was stored
+                    log.error("series %s not routed: cannot read %s: %s", series.series_uid, first, exc)
+                    session.add(JobEvent(study_uid=event.study_uid, event="route error", detail=f"series {series.series_uid}: {exc}"))
+                    continue
+                attrs[series.series_uid] = series_attributes(header, series.calling_ae)
         plan = plan_jobs(self.settings, event.study_uid, attrs, self.queue_of)
         matched = sorted({name for names in plan.matches.values() for name in names})
         detail = f"rules: {', '.join(matched) or 'none'}; {len(plan.jobs)} job(s)"
