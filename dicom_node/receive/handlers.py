@@ -23,7 +23,7 @@ from dicom_node.store.filestore import FileStore
 from dicom_node.store.header import HeaderError, read_header
 from dicom_node.store.writer import IndexWriter
 
-__all__ = ["Status", "StoreHandler", "AccessControl"]
+__all__ = ["AccessControl", "Status", "StoreHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,14 @@ class StoreHandler:
 
     def __call__(self, event: Event) -> int:
         req = event.request
-        sop_class = str(req.AffectedSOPClassUID)
         calling = event.assoc.requestor.ae_title.strip()
-        temp = Path(event.dataset_path)
+        return self.store_file(Path(event.dataset_path), str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), calling)
+
+    def store_file(self, temp: Path, sop_class: str, sop_instance: str, calling: str) -> int:
+        """Steps 2–4 for the received Part 10 file ``temp`` (in ``incoming``); the status to
+        answer. Also called by the fast path (:mod:`dicom_node.receive.fastpath`)."""
         try:
-            return self._store(temp, sop_class, str(req.AffectedSOPInstanceUID), calling)
+            return self._store(temp, sop_class, sop_instance, calling)
         except Exception:  # a bug must not take the association or the node down
             log.exception("C-STORE from %s failed unexpectedly; answering 0xC000", calling)
             return Status.CANNOT_UNDERSTAND
@@ -106,13 +109,17 @@ class StoreHandler:
         try:
             final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid)
         except OSError as exc:
-            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else str(exc)
-            log.error("C-STORE %s from %s not stored (0xA700): %s", record.sop_instance_uid, calling, reason)
-            return Status.OUT_OF_RESOURCES
+            return self.not_stored(exc, record.sop_instance_uid, calling)
         record.path, record.calling_ae = str(final), calling
         self.writer.put(record)
         log.debug("stored %s (%d bytes) from %s", record.sop_instance_uid, record.size, calling)
         return Status.SUCCESS
+
+    def not_stored(self, exc: OSError, sop_instance: str, calling: str) -> int:
+        """The received file could not be written or committed: out of resources."""
+        reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else str(exc)
+        log.error("C-STORE %s from %s not stored (0xA700): %s", sop_instance, calling, reason)
+        return Status.OUT_OF_RESOURCES
 
 
 def handle_echo(event: Event) -> int:

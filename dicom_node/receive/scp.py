@@ -17,6 +17,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.config import Settings
 from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_node.receive.fastpath import FastPath
 from dicom_node.receive.handlers import AccessControl, StoreHandler, handle_echo
 from dicom_node.store.filestore import FileStore
 from dicom_node.store.index import Index
@@ -116,6 +117,7 @@ class NodeServer:
         handlers: list[Handler] = [
             NO_DELAY_HANDLER,
             (evt.EVT_REQUESTED, AccessControl(self.settings).on_requested),
+            (evt.EVT_REQUESTED, FastPath(store)),
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_STORE, store),
         ]
