@@ -125,8 +125,12 @@ def encode_segmentation_report(
         groups.append(_segment_group(seg, number, source, tracking, label, algorithm, measures, mean, evaluations))
     if urgent and not found:
         raise ValueError("urgent=True but the segmentation found nothing to flag.")
-    return _document(result, algorithm, groups, [*source, seg], series_number, "seg-report",
-                     f"AI report {algorithm.name}")
+    # The Image Library lists the images the findings lie on (the SEG references every source
+    # image): building an entry per slice of a 300-slice CT costs seconds in highdicom and
+    # tells a viewer nothing the SEG doesn't. With no finding, the middle image stands for the series.
+    shown = [ds for ds, frame in zip(source, mask) if frame.any()] or [source[len(source) // 2]]
+    return _document(result, algorithm, groups, [*shown, seg], series_number, "seg-report",
+                     f"AI report {algorithm.name}", images=shown)
 
 
 def encode_classification_report(
@@ -182,7 +186,7 @@ def encode_classification_report(
             source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in source],
         )
     return _document(result, algorithm, [group], evidence, series_number, "classification-report",
-                     f"AI report {algorithm.name}")
+                     f"AI report {algorithm.name}", images=source)
 
 
 def _segment_group(
@@ -303,6 +307,7 @@ def _document(
     series_number: int,
     role: str,
     description: str,
+    images: Sequence[Dataset],
 ) -> Comprehensive3DSR:
     source = result.source
     report = MeasurementReport(
@@ -310,7 +315,7 @@ def _document(
         procedure_reported=procedure_for_modality(str(source[0].Modality)),
         imaging_measurements=groups,
         title=codes.cid7021.ImagingMeasurementReport,
-        referenced_images=source,
+        referenced_images=list(images),
     )
     series_uid = str(source[0].SeriesInstanceUID)
     sr = Comprehensive3DSR(

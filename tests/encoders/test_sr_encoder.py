@@ -72,7 +72,7 @@ def test_ct_report_measures_and_references_the_segment(ct_result: ImagingResult,
     (series,) = content_items(group, "Source Series for Segmentation")
     assert series.UID == source[0].SeriesInstanceUID
     library = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for item in content_items(sr, "Source")}
-    assert library == {ds.SOPInstanceUID for ds in source}
+    assert library == {ds.SOPInstanceUID for ds, frame in zip(source, ct_mask) if frame.any()}, "the slices with the finding"
     assert referenced_uids(sr) == library | {seg.SOPInstanceUID}
 
     # Measurements: volume by voxel summation, max 3D Feret diameter, mean HU.
