@@ -99,12 +99,14 @@ def worker(
 ) -> None:
     """Run a Celery worker for the given queues (any number of hosts may run these)."""
     from dicom_node.queue.app import QUEUES, make_celery
+    from dicom_node.queue.tasks import preload
 
     settings = settings_from(config, data_dir=data_dir)
     unknown = set(queues.split(",")) - set(QUEUES)
     if unknown:
         console.print(f"[red]unknown queue(s):[/red] {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
         raise typer.Exit(2)
+    preload(set(queues.split(",")))
     celery = make_celery(settings)
     celery.worker_main(
         ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{queues.replace(',', '+')}@%h",

@@ -19,9 +19,19 @@ from dicom_node.queue import outbox
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job
 
-__all__ = ["run_job", "execute_job"]
+__all__ = ["run_job", "execute_job", "preload"]
 
 log = logging.getLogger(__name__)
+
+
+def preload(queues: set[str]) -> None:
+    """Import the pipelines (torch, MONAI, RDKit…) before the worker forks its pool, so the
+    first job doesn't pay seconds of imports. Models still load on first use: CUDA must not be
+    initialised before a fork."""
+    if queues & {"gpu", "cpu"}:
+        from pipelines.registry import all_pipelines
+
+        all_pipelines()
 
 
 @cache
