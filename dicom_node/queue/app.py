@@ -24,6 +24,8 @@ def broker_url(settings: Settings) -> str:
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured from ``settings``; tasks are registered by dicom_node.queue.tasks."""
     app = Celery("dicom_node", broker=broker_url(settings), include=["dicom_node.queue.tasks"])
+    if settings.queue.broker_url is None:
+        app.conf.broker_transport = "dicom_node.queue.embedded:Transport"  # atomic message files
     conf: dict[str, object] = {
         "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
         "task_default_queue": "send",
