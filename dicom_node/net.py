@@ -1,4 +1,4 @@
-"""Socket tuning pynetdicom leaves to us.
+"""Socket and reactor tuning pynetdicom leaves to us.
 
 pynetdicom does not set TCP_NODELAY. A DIMSE exchange is a few small writes per message
 (command PDU, dataset PDU, response), which Nagle's algorithm holds back until the peer's
@@ -9,11 +9,14 @@ accepts binds :func:`no_delay` to EVT_CONN_OPEN.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-__all__ = ["no_delay", "NO_DELAY_HANDLER"]
+__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor"]
 
 
 def no_delay(event: Event) -> None:
@@ -23,3 +26,47 @@ def no_delay(event: Event) -> None:
 
 
 NO_DELAY_HANDLER = (evt.EVT_CONN_OPEN, no_delay)
+
+
+class _Checkpoint(threading.Event):
+    """pynetdicom's reactor checkpoint, counting the reactor's arrivals at it, so a pause can
+    be confirmed rather than inferred from ``_is_paused`` (see :func:`pause_reactor`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.arrivals += 1
+        return super().wait(timeout)
+
+
+def pause_reactor(assoc: Association, timeout: float = 5.0) -> bool:
+    """Hold pynetdicom's association reactor so this thread alone reads DIMSE responses.
+
+    pynetdicom's own pause (clear the checkpoint, wait for ``_is_paused``) can pass while its
+    reactor has just gone through the checkpoint and is about to read the message queue: a
+    response arriving then is taken by the reactor ("Received unexpected C-STORE service
+    message") and the sender waits out the DIMSE timeout — seen here about once in a few hundred
+    sends once TCP_NODELAY made responses fast. Here the pause holds only once the reactor has
+    come back to the cleared checkpoint. False when this pynetdicom has no such internals.
+    """
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None or not hasattr(assoc, "_is_paused"):
+        return False
+    if not isinstance(checkpoint, _Checkpoint):
+        checkpoint = _Checkpoint()
+        checkpoint.set()
+        assoc._reactor_checkpoint = checkpoint  # the reactor looks the attribute up every tick
+    checkpoint.clear()
+    seen = checkpoint.arrivals
+    deadline = time.monotonic() + timeout
+    while (checkpoint.arrivals == seen or not assoc._is_paused) and assoc.is_established:
+        if time.monotonic() > deadline:
+            raise TimeoutError("pynetdicom's reactor did not pause")
+        time.sleep(0.0001)
+    return True
+
+
+def resume_reactor(assoc: Association) -> None:
+    assoc._reactor_checkpoint.set()

@@ -1,22 +1,27 @@
 """C-STORE SCU: one association for a whole set of files, every response status checked.
 
-Files are sent in the transfer syntax they are stored in; Explicit/Implicit VR Little Endian
-are proposed too, so an uncompressed file still goes to a peer that accepts only those.
+Files are sent in the transfer syntax they are stored in, as their stored bytes;
+Explicit/Implicit VR Little Endian are proposed too, so an uncompressed file still goes to a
+peer that accepts only those (pynetdicom converts it).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 
 from dicom_node.config import DicomDestination
 from dicom_node.errors import DestinationError
-from dicom_node.net import NO_DELAY_HANDLER
+from dicom_node.net import NO_DELAY_HANDLER, pause_reactor, resume_reactor
 from dicom_node.send.report import SendReport
 
 __all__ = ["store_files", "echo"]
@@ -73,6 +78,45 @@ def store_files(
     return report
 
 
+def _store_one(assoc: Association, path: Path, msg_id: int, paused: bool) -> Dataset:
+    """C-STORE one file. With the reactor held (see ``pause_reactor``) and a context in the
+    file's own transfer syntax, the stored bytes go as they are — no decoding, no re-encoding —
+    and this thread reads the response; otherwise pynetdicom converts and sends it."""
+    meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
+    sop_class, syntax = str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+    context = next(
+        (cx for cx in assoc.accepted_contexts if cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax),
+        None,
+    )
+    if not paused or context is None:
+        status = assoc.send_c_store(dcmread(path))
+        if paused and assoc.is_established:
+            pause_reactor(assoc)  # pynetdicom's send_c_store lets the reactor go again
+        return status
+    data = path.read_bytes()
+    req = C_STORE()
+    req.MessageID = msg_id
+    req.AffectedSOPClassUID = sop_class
+    req.AffectedSOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    req.Priority = 2  # low: forwarding must not crowd out a modality's own traffic at the PACS
+    req.DataSet = BytesIO(data[_dataset_offset(data) :])
+    assoc.dimse.send_msg(req, context.context_id)
+    _, rsp = assoc.dimse.get_msg(block=True)
+    status = Dataset()
+    if rsp is None:  # DIMSE timeout, as pynetdicom handles it
+        assoc.abort()
+        return status
+    status.Status = rsp.Status
+    return status
+
+
+def _dataset_offset(data: bytes) -> int:
+    """Where the data set starts: after the preamble, "DICM" and the File Meta group."""
+    if data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
+        raise ValueError("not a DICOM Part 10 file with a File Meta group length")
+    return 144 + int.from_bytes(data[140:144], "little")
+
+
 def _send_batch(
     calling_ae: str,
     dest: DicomDestination,
@@ -88,9 +132,10 @@ def _send_batch(
     if not assoc.is_established:
         raise DestinationError(f"{dest.ae_title}@{dest.host}:{dest.port} refused or unreachable", [str(p) for p in paths])
     try:
-        for path in paths:
+        paused = pause_reactor(assoc)
+        for msg_id, path in enumerate(paths, start=1):
             try:
-                status = assoc.send_c_store(dcmread(path))
+                status = _store_one(assoc, path, msg_id, paused)
             except (ValueError, RuntimeError) as exc:  # no usable context for this file
                 report.failed[path] = str(exc)
                 continue
@@ -109,6 +154,7 @@ def _send_batch(
                 progress(1)
     finally:
         if assoc.is_established:
+            resume_reactor(assoc)
             assoc.release()
     for path in paths:
         if path not in report.sent and path not in report.failed:
