@@ -49,6 +49,7 @@ from pynetdicom._handlers import (
 from pynetdicom.events import Event
 
 from dicom_node.receive.handlers import StoreHandler
+from dicom_node.store.filestore import start_writeback
 from dicom_node.receive.wire import (
     P_DATA_TF,
     StoreRequest,
@@ -64,7 +65,8 @@ __all__ = ["FastPath", "FastReactor"]
 log = logging.getLogger(__name__)
 
 _BUFFER = 1 << 20  # socket reads; a data set is written from it as it arrives, never held whole
-_MAX_COMMAND = 64 * 1024  # a C-STORE-RQ command is a few hundred bytes
+_MAX_COMMAND = 64 * 1024
+_WRITEBACK_EVERY = 8 << 20  # a C-STORE-RQ command is a few hundred bytes
 _HANDOVER_TIMEOUT_S = 2.0
 # While the fast path reads, pynetdicom's DUL thread only sends what others queue (an abort):
 # it needs not wake every millisecond for that.
@@ -409,6 +411,7 @@ class FastReactor:
         context = self.assoc._accepted_cx[request.context_id]
         path = self.handler.store.incoming / f"fast-{os.getpid()}-{next(_names)}.part"
         failed: OSError | None = None
+        unsynced = 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             try:
@@ -439,8 +442,14 @@ class FastReactor:
                             _write(fd, chunk)
                         except OSError as exc:  # disk full: read on, answer 0xA700
                             failed = exc
+                        unsynced += len(chunk)
+                        if unsynced >= _WRITEBACK_EVERY:  # a large object: keep the disk busy meanwhile
+                            start_writeback(fd)
+                            unsynced = 0
                 if flags & 0x02:
                     break
+            if failed is None:
+                start_writeback(fd)  # overlaps the device write with the header checks
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)

@@ -9,14 +9,15 @@ the rename so the name is durable too. Only then may a C-STORE success be sent.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["FileStore", "safe_component"]
+__all__ = ["FileStore", "safe_component", "start_writeback"]
 
 _UID = re.compile(r"^[0-9](?:[0-9.]{0,63})$")
 
@@ -88,13 +89,34 @@ class FileStore:
             return
         created = []
         for parent in reversed([folder, *folder.parents]):
-            if parent == self.root or self.root in parent.parents:
-                if not parent.exists():
-                    parent.mkdir(exist_ok=True)
-                    created.append(parent)
+            if (parent == self.root or self.root in parent.parents) and not parent.exists():
+                parent.mkdir(exist_ok=True)
+                created.append(parent)
         for new in created:  # a new folder's name must be durable before files inside it are
             _fsync_dir(new.parent)
         self._known_dirs.add(folder)
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int) -> None:
+    """Have the kernel start writing ``fd``'s dirty pages now (Linux ``sync_file_range``), so
+    that the fdatasync in :meth:`FileStore.commit` finds less left to wait for. A hint only:
+    durability still comes from that fdatasync."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -7,16 +7,22 @@ file whose row was lost in a crash).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
-__all__ = ["InstanceRecord", "HeaderError", "read_header", "record_from_dataset"]
+__all__ = ["HeaderError", "InstanceRecord", "quick_values", "read_header", "record_from_dataset"]
 
 
 class HeaderError(ValueError):
@@ -60,6 +66,32 @@ class InstanceRecord:
     instance_number: int | None = None
 
 
+# InstanceRecord field, DICOM keyword, VR, longest value kept (0: an integer).
+_FIELDS: tuple[tuple[str, str, str, int], ...] = (
+    ("sop_instance_uid", "SOPInstanceUID", "UI", 64),
+    ("sop_class_uid", "SOPClassUID", "UI", 64),
+    ("study_uid", "StudyInstanceUID", "UI", 64),
+    ("series_uid", "SeriesInstanceUID", "UI", 64),
+    ("patient_id", "PatientID", "LO", 64),
+    ("patient_name", "PatientName", "PN", 324),
+    ("birth_date", "PatientBirthDate", "DA", 8),
+    ("sex", "PatientSex", "CS", 16),
+    ("study_date", "StudyDate", "DA", 8),
+    ("study_time", "StudyTime", "TM", 16),
+    ("accession_number", "AccessionNumber", "SH", 16),
+    ("study_id", "StudyID", "SH", 16),
+    ("study_description", "StudyDescription", "LO", 64),
+    ("referring_physician", "ReferringPhysicianName", "PN", 324),
+    ("modality", "Modality", "CS", 16),
+    ("series_number", "SeriesNumber", "IS", 0),
+    ("series_description", "SeriesDescription", "LO", 64),
+    ("body_part", "BodyPartExamined", "CS", 16),
+    ("manufacturer", "Manufacturer", "LO", 64),
+    ("instance_number", "InstanceNumber", "IS", 0),
+)
+_REQUIRED = (("sop_instance_uid", "SOPInstanceUID"), ("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"))
+
+
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
     value = ds.get(keyword, "")
     return ("" if value is None else str(value)).strip()[:limit]
@@ -73,34 +105,17 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
-    """Index attributes of ``ds``; raises HeaderError(0xA900) when a required UID is missing."""
-    missing = [k for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if not _text(ds, k)]
+def _record(values: dict[str, Any], transfer_syntax: str) -> InstanceRecord:
+    missing = [keyword for name, keyword in _REQUIRED if not values[name]]
     if missing:
         raise HeaderError(f"dataset lacks {', '.join(missing)}", 0xA900)
-    return InstanceRecord(
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
-        study_uid=_text(ds, "StudyInstanceUID"),
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        transfer_syntax=transfer_syntax,
-        patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName", 324),
-        birth_date=_text(ds, "PatientBirthDate", 8),
-        sex=_text(ds, "PatientSex", 16),
-        study_date=_text(ds, "StudyDate", 8),
-        study_time=_text(ds, "StudyTime", 16),
-        accession_number=_text(ds, "AccessionNumber", 16),
-        study_id=_text(ds, "StudyID", 16),
-        study_description=_text(ds, "StudyDescription"),
-        referring_physician=_text(ds, "ReferringPhysicianName", 324),
-        modality=_text(ds, "Modality", 16),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        body_part=_text(ds, "BodyPartExamined", 16),
-        manufacturer=_text(ds, "Manufacturer"),
-        instance_number=_int(ds, "InstanceNumber"),
-    )
+    return InstanceRecord(transfer_syntax=transfer_syntax, **values)
+
+
+def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
+    """Index attributes of ``ds``; raises HeaderError(0xA900) when a required UID is missing."""
+    values = {name: _text(ds, kw, limit) if limit else _int(ds, kw) for name, kw, _, limit in _FIELDS}
+    return _record(values, transfer_syntax)
 
 
 def read_header(path: Path) -> InstanceRecord:
@@ -109,12 +124,22 @@ def read_header(path: Path) -> InstanceRecord:
 
     Raises HeaderError(0xC000) for bytes that are not a complete DICOM dataset: garbage, or a
     truncated one (an element whose declared length runs past the end of the file).
+
+    The common case — a well-formed little-endian file with plain ASCII index values — is read
+    by :func:`quick_values`, several times faster than pydicom;
+    anything else by pydicom, which decides.
     """
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        ds = _parse(fh, size)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
-    record = record_from_dataset(ds, ts)
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        quick = quick_values(fh.fileno(), size)
+        if quick is None:
+            fh.seek(0)
+            ds = _parse(io.BufferedReader(fh), size)
+    if quick is not None:
+        record = _record(*quick)
+    else:
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        record = record_from_dataset(ds, ts)
     record.path, record.size = str(path), size
     return record
 
@@ -129,4 +154,219 @@ def _parse(fh: BinaryIO, size: int) -> Dataset:
         raise HeaderError(f"cannot parse dataset: {type(exc).__name__}: {exc}", 0xC000) from exc
     if end > size:
         raise HeaderError(f"dataset truncated: elements declare {end} bytes, {size} received", 0xC000)
+    # A value short enough to be read, not skipped, is simply cut short at the end of the file.
+    for elem in ds._dict.values():
+        if isinstance(elem, RawDataElement) and elem.value is not None and len(elem.value) < elem.length != 0xFFFFFFFF:
+            raise HeaderError(f"dataset truncated: ({elem.tag >> 16:04X},{elem.tag & 0xFFFF:04X}) declares {elem.length} bytes, {len(elem.value)} received", 0xC000)
     return ds
+
+
+# -- the quick reader ---------------------------------------------------------------------------
+#
+# It walks the same structure pydicom's reader walks (PS3.10 7.1 preamble and File Meta group,
+# PS3.5 7.1 data elements, 7.5 sequences and items, A.4 encapsulated Pixel Data) but accepts only
+# what is unambiguous: every case where pydicom would guess, warn, switch encodings, search for a
+# delimiter or decode a value through a character set is left to pydicom (``None``), so what it
+# does accept, pydicom reads the same way, to the same end and the same values.
+
+_HEAD = 1 << 20  # read at once; element headers further on (a rare case) are read one by one
+_VR32 = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
+_VR16 = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_16)
+_TAG_LENGTH = struct.Struct("<HHI")
+_EXPLICIT = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_DATA, _CHARSET = 0x7FE00010, 0x00080005
+# Transfer syntaxes whose data set pydicom reads as Implicit (True) or Explicit (False) VR LE.
+_SYNTAXES = {
+    "1.2.840.10008.1.2": True,
+    "1.2.840.10008.1.2.1": False,
+    **dict.fromkeys(
+        ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+         "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+         "1.2.840.10008.1.2.5"),
+        False,
+    ),
+}  # fmt: skip
+# Character sets in which a plain ASCII value decodes to the same text as in ASCII.
+_ASCII_CHARSETS = frozenset({b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"})
+_WANTED = {tag_for_keyword(kw): (name, vr.encode(), limit) for name, kw, vr, limit in _FIELDS}
+# Values pydicom decodes without a word (valid for their VR, PS3.5 6.2), padding included:
+# pattern and longest encoded value.
+_VALID = {
+    b"UI": (re.compile(rb"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*\x00?"), 64),
+    b"CS": (re.compile(rb"[A-Z0-9 _]*"), 16),
+    b"DA": (re.compile(rb"[0-9]{4}(?:0[1-9]|1[0-2])(?:[0-2][0-9]|3[01])"), 8),
+    b"TM": (re.compile(rb"(?:[01][0-9]|2[0-3])(?:[0-5][0-9](?:(?:60|[0-5][0-9])(?:\.[0-9]{1,6} ?)?)?)?"), 16),
+    b"IS": (re.compile(rb" *[+-]?[0-9]+ *"), 12),
+    b"LO": (re.compile(rb"[\x20-\x5b\x5d-\x7e]*"), 64),
+    b"SH": (re.compile(rb"[\x20-\x5b\x5d-\x7e]*"), 16),
+    b"PN": (re.compile(rb"[\x20-\x3c\x3e-\x5b\x5d-\x7e]*"), 64),  # one component group: no "="
+}
+
+
+class _Unsure(Exception):
+    """Not a case the quick reader takes: pydicom reads the file."""
+
+
+class _File:
+    """The file's first bytes, and any other range on demand."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.head = os.pread(fd, min(size, _HEAD), 0)
+
+    def get(self, pos: int, length: int) -> bytes:
+        if pos + length > self.size:
+            raise _Unsure  # runs past the end: pydicom says how (truncated or not DICOM)
+        if pos + length <= len(self.head):
+            return self.head[pos : pos + length]
+        return os.pread(self.fd, length, pos)
+
+
+def quick_values(fd: int, size: int) -> tuple[dict[str, Any], str] | None:
+    """The index values and transfer syntax of the Part 10 file open at ``fd``, or None where
+    pydicom must read it (see above)."""
+    try:
+        return _quick(_File(fd, size))
+    except (_Unsure, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _quick(f: _File) -> tuple[dict[str, Any], str]:
+    if f.get(128, 4) != b"DICM":
+        raise _Unsure
+    meta: dict[int, tuple[bytes, int, int]] = {}
+    end = _elements(f, 132, None, implicit=False, wanted=meta, meta=True)
+    group_length = meta.get(0x00020000)
+    if group_length is None or group_length[2] != 4 or _U32.unpack(f.get(group_length[1], 4))[0] != end - 144:
+        raise _Unsure
+    ts = _value(f, meta, 0x00020010, b"UI")
+    implicit = _SYNTAXES.get(ts)
+    if implicit is None:
+        raise _Unsure
+    found: dict[int, tuple[bytes, int, int]] = {}
+    if _elements(f, end, f.size, implicit, wanted=found) != f.size:
+        raise _Unsure
+    if _CHARSET in found and f.get(found[_CHARSET][1], found[_CHARSET][2]).rstrip(b" ") not in _ASCII_CHARSETS:
+        raise _Unsure
+    values: dict[str, Any] = {}
+    for tag, (name, vr, limit) in _WANTED.items():
+        text = _value(f, found, tag, vr, implicit)
+        if limit:
+            values[name] = text.strip()[:limit]
+        else:
+            values[name] = int(text) if text.strip() else None
+    return values, ts
+
+
+def _value(f: _File, found: dict[int, tuple[bytes, int, int]], tag: int, vr: bytes, implicit: bool = False) -> str:
+    """A single-valued, valid, ASCII value as pydicom decodes it (trailing NULs and spaces
+    removed); "" if absent."""
+    if tag not in found:
+        return ""
+    element_vr, pos, length = found[tag]
+    if not implicit and element_vr != vr:
+        raise _Unsure  # pydicom would decode it by another VR
+    raw = f.get(pos, length)
+    pattern, longest = _VALID[vr]
+    if length and (length > longest or not pattern.fullmatch(raw)):
+        raise _Unsure
+    return raw.decode("ascii").rstrip("\x00 ")
+
+
+def _elements(
+    f: _File,
+    pos: int,
+    end: int | None,
+    implicit: bool,
+    wanted: dict[int, tuple[bytes, int, int]] | None = None,
+    meta: bool = False,
+    item: bool = False,
+) -> int:
+    """Walk a data set from ``pos`` to ``end`` (None: to its item delimiter; with ``meta``: to
+    the first element outside group 0002) and return where it ended. Elements of interest are
+    noted in ``wanted`` as (VR, value position, length)."""
+    first = True
+    while end is None or pos < end:
+        if meta and (pos + 4 > f.size or f.get(pos, 2) != b"\x02\x00"):
+            return pos
+        group, elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
+        tag = group << 16 | elem
+        if tag == _ITEM_END and end is None and item:
+            if length:
+                raise _Unsure
+            return pos + 8
+        if group in (0x0000, 0xFFFE):  # a command set or a stray delimiter: pydicom's call
+            raise _Unsure
+        vr = f.get(pos + 4, 2)
+        looks_explicit = 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B
+        if first and looks_explicit == implicit and not (implicit and item):
+            raise _Unsure  # pydicom would switch encodings here
+        first = False
+        if implicit:
+            start = pos + 8
+            vr = b""
+        elif vr in _VR16:
+            length = _EXPLICIT.unpack(f.get(pos, 8))[3]
+            start = pos + 8
+        elif vr in _VR32:
+            length = _U32.unpack(f.get(pos + 8, 4))[0]
+            start = pos + 12
+        else:
+            raise _Unsure
+        if length == 0xFFFFFFFF:
+            if tag == _PIXEL_DATA and (implicit or vr in (b"OB", b"OW")) and not item:
+                pos = _encapsulated(f, start)
+            elif vr == b"SQ" or (implicit and _dictionary_vr(tag) == "SQ"):
+                pos = _sequence(f, start, implicit)
+            else:
+                raise _Unsure
+            continue
+        if wanted is not None and (meta or tag in _WANTED or tag == _CHARSET):
+            if tag in wanted:
+                raise _Unsure
+            wanted[tag] = (vr, start, length)
+        pos = start + length
+    if pos != end:
+        raise _Unsure
+    return pos
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        raise _Unsure from None
+
+
+def _sequence(f: _File, pos: int, implicit: bool) -> int:
+    """Items of an undefined-length sequence, up to and past its delimiter."""
+    while True:
+        tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
+        tag = tag_group << 16 | tag_elem
+        if tag == _SEQUENCE_END:
+            if length:
+                raise _Unsure
+            return pos + 8
+        if tag != _ITEM:
+            raise _Unsure
+        if length == 0xFFFFFFFF:
+            pos = _elements(f, pos + 8, None, implicit, item=True)
+        else:
+            pos = _elements(f, pos + 8, pos + 8 + length, implicit, item=True)
+
+
+def _encapsulated(f: _File, pos: int) -> int:
+    """Fragments of encapsulated Pixel Data, up to and past the sequence delimiter."""
+    while True:
+        tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
+        tag = tag_group << 16 | tag_elem
+        if tag == _SEQUENCE_END:
+            if length:
+                raise _Unsure
+            return pos + 8
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            raise _Unsure
+        pos += 8 + length
