@@ -59,6 +59,8 @@ def pause_reactor(assoc: Association, timeout: float = 5.0) -> bool:
         checkpoint.set()
         assoc._reactor_checkpoint = checkpoint  # the reactor looks the attribute up every tick
     checkpoint.clear()
+    if threading.current_thread() is assoc:  # called from the reactor itself (a C-GET handler): it is busy with us
+        return True
     seen = checkpoint.arrivals
     deadline = time.monotonic() + timeout
     while (checkpoint.arrivals == seen or not assoc._is_paused) and assoc.is_established:

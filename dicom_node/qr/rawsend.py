@@ -37,6 +37,7 @@ from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
+from dicom_node.net import pause_reactor, resume_reactor
 from dicom_node.qr.query import InstanceRef
 from dicom_node.qr.rawrecv import ResponseReader
 
@@ -213,9 +214,7 @@ class RawSender:
         until :meth:`resume`, or pynetdicom's own release or abort."""
         assoc = self.assoc
         if assoc._reactor_checkpoint.is_set():
-            assoc._reactor_checkpoint.clear()
-            while not assoc._is_paused:
-                time.sleep(0.0001)
+            pause_reactor(assoc)
             assoc.dul._run_loop_delay = _FAST_POLL_S
         self.socket.sendall(message)
         _, rsp = assoc.dimse.get_msg(block=True)
@@ -233,7 +232,7 @@ class RawSender:
             self.reader.give_back()
         assoc.dul.__dict__.pop("send_pdu", None)
         assoc.dul._run_loop_delay = self.poll_s
-        assoc._reactor_checkpoint.set()
+        resume_reactor(assoc)
 
 
 class PendingThrottle:
