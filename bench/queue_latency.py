@@ -27,7 +27,7 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dicom_node.config import load_settings  # noqa: E402
 from dicom_node.node import Node  # noqa: E402
-from dicom_node.store.models import CompletionEvent, Job, JobEvent  # noqa: E402
+from dicom_node.store.models import CompletionEvent, Job, JobEvent, utcnow  # noqa: E402
 from dicom_node.synthetic import StudySpec, ct_series, write_series  # noqa: E402
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -44,6 +44,12 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+def _all_succeeded(node: Node, count: int) -> bool:
+    with node.index.sessions() as session:
+        states = session.scalars(select(Job.state)).all()
+    return len(states) == count and all(s == "succeeded" for s in states)
+
+
 def run(broker_url: str | None, studies: list[list[Path]], work: Path, pacs_port: int) -> dict[str, float]:
     config = {
         "data_dir": str(work / "node"), "host": "127.0.0.1", "port": free_port(), "min_free_disk_mb": 0, "log_level": "WARNING",
@@ -58,22 +64,27 @@ def run(broker_url: str | None, studies: list[list[Path]], work: Path, pacs_port
     node = Node(load_settings(path), config_path=path, workers=True)
     node.start()
     try:
-        time.sleep(3)  # workers up
+        # One study first, so the figures are the steady state, not the workers' start-up.
+        warmup, *studies = studies
+        subprocess.run(["storescu", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, warmup)], env=ENV, check=True)
+        while not _all_succeeded(node, 1):
+            time.sleep(0.1)
+        warmed_up = utcnow()
         for files in studies:
             subprocess.run(["storescu", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, files)], env=ENV, check=True)
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            with node.index.sessions() as session:
-                done = session.scalars(select(Job.state)).all()
-            if len(done) == len(studies) and all(s == "succeeded" for s in done):
-                break
+        while time.monotonic() < deadline and not _all_succeeded(node, len(studies) + 1):
             time.sleep(0.2)
         with node.index.sessions() as session:
-            completed = dict(session.execute(select(CompletionEvent.study_uid, CompletionEvent.completed_at)).all())
+            completed = dict(
+                session.execute(
+                    select(CompletionEvent.study_uid, CompletionEvent.completed_at).where(CompletionEvent.completed_at > warmed_up)
+                ).all()
+            )
             started = {}
             for study_uid, at in session.execute(select(JobEvent.study_uid, JobEvent.at).where(JobEvent.event == "started").order_by(JobEvent.id)):
                 started.setdefault(study_uid, at)
-            finished = session.scalars(select(Job.finished_at)).all()
+            finished = session.scalars(select(Job.finished_at).where(Job.study_uid.in_(list(completed)))).all()
     finally:
         node.stop()
     latencies = [(started[uid] - completed[uid]).total_seconds() * 1000 for uid in completed if uid in started]
@@ -83,7 +94,7 @@ def run(broker_url: str | None, studies: list[list[Path]], work: Path, pacs_port
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--studies", type=int, default=200, help="measured studies (one more warms up)")
     parser.add_argument("--redis-port", type=int, default=free_port())
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dicom-node-qbench-"))
@@ -92,7 +103,7 @@ def main() -> None:
     (tmp / "pacs").mkdir()
     pacs = subprocess.Popen(["storescp", "-od", str(tmp / "pacs"), "+xa", "-aet", "PACS", str(pacs_port)], env=ENV, stdout=subprocess.DEVNULL)
     try:
-        studies = [write_series(ct_series(StudySpec(), shape=(2, 16, 16), lesion_radius=None, seed=k), tmp / "src" / str(k)) for k in range(args.studies)]
+        studies = [write_series(ct_series(StudySpec(), shape=(2, 16, 16), lesion_radius=None, seed=k), tmp / "src" / str(k)) for k in range(args.studies + 1)]
         results = {}
         for name, url in (("redis", f"redis://127.0.0.1:{args.redis_port}/0"), ("embedded", None)):
             results[name] = run(url, studies, tmp / name, pacs_port)
