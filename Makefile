@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH_SPEC ?= torch==2.13.0
-ARGS ?=
+ARGS ?= --config deploy/demo.yaml
 PYTEST_ARGS ?=
 
 .PHONY: run test install bench clean

@@ -142,7 +142,7 @@ class Index:
         )
         session.add(CompletionEvent(study_uid=study.study_uid, completed_at=now, forced=forced))
         self.record_event(session, "complete", study.study_uid, "forced" if forced else "quiet period")
-        log.info("study complete", extra={"study_uid": study.study_uid, "forced": forced})
+        log.info("study %s complete (%s)", study.study_uid, "forced" if forced else "quiet period")
 
     # -- reads --------------------------------------------------------------------------------
 
