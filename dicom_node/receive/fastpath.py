@@ -49,7 +49,6 @@ from pynetdicom._handlers import (
 from pynetdicom.events import Event
 
 from dicom_node.receive.handlers import StoreHandler
-from dicom_node.store.filestore import start_writeback
 from dicom_node.receive.wire import (
     P_DATA_TF,
     StoreRequest,
@@ -59,6 +58,7 @@ from dicom_node.receive.wire import (
     store_request,
     store_response,
 )
+from dicom_node.store.filestore import start_writeback
 
 __all__ = ["FastPath", "FastReactor"]
 

@@ -4,7 +4,8 @@ Layout: ``<root>/<study>/<series>/<sop>.dcm``. A path component is the UID itsel
 well-formed UID (digits and dots, PS3.5 §9.1), otherwise ``x`` + a SHA-256 of it, so a sender
 can never steer a path (``../../x`` becomes ``x3f1c…``). Files arrive in ``<root>/../incoming``
 (same filesystem), are fdatasync'ed there and renamed into place; the folder is fsync'ed after
-the rename so the name is durable too. Only then may a C-STORE success be sent.
+the rename so the name is durable too. Only then may a C-STORE success be sent. Concurrent
+commits into one folder share that folder fsync when they can (:class:`_FolderSync`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class FileStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
+        self._folder_sync = _FolderSync()
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return self.root / safe_component(study_uid) / safe_component(series_uid) / f"{safe_component(sop_uid)}.dcm"
@@ -57,7 +60,7 @@ class FileStore:
             self._known_dirs.discard(final.parent)
             self._ensure_dir(final.parent)
             os.replace(temp_path, final)
-        _fsync_dir(final.parent)
+        self._folder_sync.after_rename(final.parent)
         return final
 
     def free_bytes(self) -> int:
@@ -95,6 +98,54 @@ class FileStore:
         for new in created:  # a new folder's name must be durable before files inside it are
             _fsync_dir(new.parent)
         self._known_dirs.add(folder)
+
+
+class _Folder:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.renamed = 0  # renames into the folder so far, counted after each is done
+        self.synced = 0  # renames an fsync started after has made durable
+        self.syncing = False
+        self.users = 0
+
+
+class _FolderSync:
+    """The fsync of a folder after a rename into it, shared: an fsync that starts after several
+    threads' renames into one folder makes all of them durable, so a thread whose rename an
+    fsync already in progress does not cover waits for it and starts the next one, for everyone
+    who renamed meanwhile (a group commit, as databases do for their logs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[Path, _Folder] = {}
+
+    def after_rename(self, folder: Path) -> None:
+        """Return once the rename this thread just made into ``folder`` is durable."""
+        with self._lock:
+            state = self._folders.setdefault(folder, _Folder())
+            state.renamed += 1
+            state.users += 1
+            mine = state.renamed
+        try:
+            with state.cond:
+                while state.synced < mine:
+                    if state.syncing:
+                        state.cond.wait()
+                        continue
+                    state.syncing, covered = True, state.renamed
+                    state.cond.release()
+                    try:
+                        _fsync_dir(folder)
+                    finally:
+                        state.cond.acquire()
+                        state.syncing = False
+                        state.cond.notify_all()
+                    state.synced = max(state.synced, covered)
+        finally:
+            with self._lock:
+                state.users -= 1
+                if not state.users:
+                    del self._folders[folder]
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
