@@ -412,7 +412,7 @@ class FastReactor:
         path = self.handler.store.incoming / f"fast-{os.getpid()}-{next(_names)}.part"
         failed: OSError | None = None
         unsynced = 0
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             try:
                 _write(fd, file_meta(request.sop_class_uid, request.sop_instance_uid, context.transfer_syntax[0]))
@@ -454,12 +454,14 @@ class FastReactor:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        os.close(fd)
-        if failed is not None:
-            path.unlink(missing_ok=True)
-            status = self.handler.not_stored(failed, request.sop_instance_uid, self.calling)
-        else:
-            status = self.handler.store_file(path, request.sop_class_uid, request.sop_instance_uid, self.calling)
+        try:
+            if failed is not None:
+                path.unlink(missing_ok=True)
+                status = self.handler.not_stored(failed, request.sop_instance_uid, self.calling)
+            else:
+                status = self.handler.store_file(path, request.sop_class_uid, request.sop_instance_uid, self.calling, fd)
+        finally:
+            os.close(fd)
         self._send(store_response(request, status, self.assoc.dimse.maximum_pdu_size))
         return pdu_left
 

@@ -73,18 +73,19 @@ class StoreHandler:
         calling = event.assoc.requestor.ae_title.strip()
         return self.store_file(Path(event.dataset_path), str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), calling)
 
-    def store_file(self, temp: Path, sop_class: str, sop_instance: str, calling: str) -> int:
-        """Steps 2–4 for the received Part 10 file ``temp`` (in ``incoming``); the status to
-        answer. Also called by the fast path (:mod:`dicom_node.receive.fastpath`)."""
+    def store_file(self, temp: Path, sop_class: str, sop_instance: str, calling: str, fd: int | None = None) -> int:
+        """Steps 2–4 for the received Part 10 file ``temp`` (in ``incoming``; ``fd``: open on it
+        for reading, if the caller has it); the status to answer. Also called by the fast path
+        (:mod:`dicom_node.receive.fastpath`)."""
         try:
-            return self._store(temp, sop_class, sop_instance, calling)
+            return self._store(temp, sop_class, sop_instance, calling, fd)
         except Exception:  # a bug must not take the association or the node down
             log.exception("C-STORE from %s failed unexpectedly; answering 0xC000", calling)
             return Status.CANNOT_UNDERSTAND
         finally:
             temp.unlink(missing_ok=True)  # anything not committed was never acknowledged
 
-    def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str) -> int:
+    def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str, fd: int | None) -> int:
         if sop_class not in self.accepted:
             log.warning("C-STORE from %s refused: SOP class %s not supported", calling, sop_class)
             return Status.SOP_CLASS_NOT_SUPPORTED
@@ -92,7 +93,7 @@ class StoreHandler:
             log.error("C-STORE from %s refused: less than %d MB free in the store", calling, self.settings.min_free_disk_mb)
             return Status.OUT_OF_RESOURCES
         try:
-            record = read_header(temp)
+            record = read_header(temp, fd)
         except HeaderError as exc:
             log.warning("C-STORE %s from %s refused (0x%04X): %s", sop_instance, calling, exc.status, exc.reason)
             return exc.status
@@ -107,7 +108,7 @@ class StoreHandler:
             log.info("C-STORE %s from %s: already stored, kept the first copy", record.sop_instance_uid, calling)
             return Status.SUCCESS
         try:
-            final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid)
+            final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid, fd)
         except OSError as exc:
             return self.not_stored(exc, record.sop_instance_uid, calling)
         record.path, record.calling_ae = str(final), calling

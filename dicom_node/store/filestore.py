@@ -45,14 +45,18 @@ class FileStore:
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return self.root / safe_component(study_uid) / safe_component(series_uid) / f"{safe_component(sop_uid)}.dcm"
 
-    def commit(self, temp_path: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        """Make ``temp_path`` (in ``incoming``) durable at its final place and return that place."""
+    def commit(self, temp_path: Path, study_uid: str, series_uid: str, sop_uid: str, fd: int | None = None) -> Path:
+        """Make ``temp_path`` (in ``incoming``; ``fd``: open on it, if the caller has it) durable
+        at its final place and return that place."""
         final = self.path_for(study_uid, series_uid, sop_uid)
-        fd = os.open(temp_path, os.O_RDONLY)
-        try:
+        if fd is not None:
             os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        else:
+            fd = os.open(temp_path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
         self._ensure_dir(final.parent)
         try:
             os.replace(temp_path, final)

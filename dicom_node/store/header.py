@@ -7,7 +7,6 @@ file whose row was lost in a crash).
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 import re
 import struct
@@ -118,23 +117,27 @@ def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
     return _record(values, transfer_syntax)
 
 
-def read_header(path: Path) -> InstanceRecord:
+def read_header(path: Path, fd: int | None = None) -> InstanceRecord:
     """Parse every element header of the Part 10 file at ``path`` (values over 1 KiB are skipped,
-    not read) and return its index record.
+    not read) and return its index record; ``fd``, if given, is the file already open for reading.
 
     Raises HeaderError(0xC000) for bytes that are not a complete DICOM dataset: garbage, or a
     truncated one (an element whose declared length runs past the end of the file).
 
     The common case — a well-formed little-endian file with plain ASCII index values — is read
-    by :func:`quick_values`, several times faster than pydicom;
-    anything else by pydicom, which decides.
+    by :func:`quick_values`, several times faster than pydicom; anything else by pydicom, which
+    decides.
     """
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        quick = quick_values(fh.fileno(), size)
-        if quick is None:
-            fh.seek(0)
-            ds = _parse(io.BufferedReader(fh), size)
+    if fd is not None:
+        size = os.fstat(fd).st_size
+        quick = quick_values(fd, size)
+    else:
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            quick = quick_values(fh.fileno(), size)
+    if quick is None:
+        with open(path, "rb") as fh:
+            ds = _parse(fh, size)
     if quick is not None:
         record = _record(*quick)
     else:
@@ -173,7 +176,6 @@ _HEAD = 1 << 20  # read at once; element headers further on (a rare case) are re
 _VR32 = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
 _VR16 = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_16)
 _TAG_LENGTH = struct.Struct("<HHI")
-_EXPLICIT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA, _CHARSET = 0x7FE00010, 0x00080005
@@ -216,6 +218,12 @@ class _File:
         self.fd = fd
         self.size = size
         self.head = os.pread(fd, min(size, _HEAD), 0)
+
+    def header(self, pos: int) -> bytes:
+        """The 8 to 12 bytes of an element header at ``pos``."""
+        if pos + 12 <= len(self.head):
+            return self.head[pos : pos + 12]
+        return self.get(pos, max(8, min(12, self.size - pos)))
 
     def get(self, pos: int, length: int) -> bytes:
         if pos + length > self.size:
@@ -290,9 +298,10 @@ def _elements(
     noted in ``wanted`` as (VR, value position, length)."""
     first = True
     while end is None or pos < end:
-        if meta and (pos + 4 > f.size or f.get(pos, 2) != b"\x02\x00"):
+        if meta and (pos + 8 > f.size or f.get(pos, 2) != b"\x02\x00"):
             return pos
-        group, elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
+        head = f.header(pos)
+        group, elem, length = _TAG_LENGTH.unpack_from(head)
         tag = group << 16 | elem
         if tag == _ITEM_END and end is None and item:
             if length:
@@ -300,7 +309,7 @@ def _elements(
             return pos + 8
         if group in (0x0000, 0xFFFE):  # a command set or a stray delimiter: pydicom's call
             raise _Unsure
-        vr = f.get(pos + 4, 2)
+        vr = head[4:6]
         looks_explicit = 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B
         if first and looks_explicit == implicit and not (implicit and item):
             raise _Unsure  # pydicom would switch encodings here
@@ -309,10 +318,10 @@ def _elements(
             start = pos + 8
             vr = b""
         elif vr in _VR16:
-            length = _EXPLICIT.unpack(f.get(pos, 8))[3]
+            length = head[6] | head[7] << 8
             start = pos + 8
-        elif vr in _VR32:
-            length = _U32.unpack(f.get(pos + 8, 4))[0]
+        elif vr in _VR32 and len(head) == 12:
+            length = _U32.unpack_from(head, 8)[0]
             start = pos + 12
         else:
             raise _Unsure
