@@ -405,54 +405,24 @@ class FastReactor:
         )
 
     def _data_set(self, request: StoreRequest, pdu_left: int) -> int:
-        """Stream the data set to a file in ``incoming``, store it, answer; the bytes left in
-        the current PDU."""
-        stream = self.stream
+        """Stream the data set into a new file in ``incoming``, store it, answer; the bytes left
+        in the current PDU. A file that cannot be made or written is answered 0xA700 once the
+        data set has been read."""
         context = self.assoc._accepted_cx[request.context_id]
         path = self.handler.store.incoming / f"fast-{os.getpid()}-{next(_names)}.part"
+        fd: int | None = None
         failed: OSError | None = None
-        unsynced = 0
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                _write(fd, file_meta(request.sop_class_uid, request.sop_instance_uid, context.transfer_syntax[0]))
-            except OSError as exc:
-                failed = exc
-            while True:
-                if not pdu_left:
-                    header = stream.take(6)
-                    pdu_type, pdu_left = struct.unpack(">BxI", header)
-                    if pdu_type != P_DATA_TF:  # A-RELEASE-RQ, A-ABORT… in mid data set
-                        raise _GiveBack(header + stream.unread())
-                if pdu_left < 6:
-                    raise _ProtocolError(f"P-DATA-TF PDU ends inside a PDV header ({pdu_left} bytes)")
-                item, pdv_context, flags = struct.unpack(">IBB", stream.take(6))
-                pdu_left -= 6
-                size = item - 2
-                if not 0 <= size <= pdu_left:
-                    raise _ProtocolError(f"PDV of {item} bytes in {pdu_left + 6} left of its PDU")
-                if flags & 0x01 or pdv_context != request.context_id:
-                    raise _ProtocolError("command fragment or other context inside a data set")
-                pdu_left -= size
-                while size:
-                    chunk = stream.some(size)
-                    size -= len(chunk)
-                    if failed is None:
-                        try:
-                            _write(fd, chunk)
-                        except OSError as exc:  # disk full: read on, answer 0xA700
-                            failed = exc
-                        unsynced += len(chunk)
-                        if unsynced >= _WRITEBACK_EVERY:  # a large object: keep the disk busy meanwhile
-                            start_writeback(fd)
-                            unsynced = 0
-                if flags & 0x02:
-                    break
-            if failed is None:
-                start_writeback(fd)  # overlaps the device write with the header checks
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            _write(fd, file_meta(request.sop_class_uid, request.sop_instance_uid, context.transfer_syntax[0]))
+        except OSError as exc:  # no space, no inode, no descriptor
+            failed = exc
+        try:
+            pdu_left, failed = self._receive(request.context_id, pdu_left, fd, failed)
         except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
+            if fd is not None:
+                os.close(fd)
+                path.unlink(missing_ok=True)
             raise
         try:
             if failed is not None:
@@ -461,9 +431,50 @@ class FastReactor:
             else:
                 status = self.handler.store_file(path, request.sop_class_uid, request.sop_instance_uid, self.calling, fd)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         self._send(store_response(request, status, self.assoc.dimse.maximum_pdu_size))
         return pdu_left
+
+    def _receive(self, context_id: int, pdu_left: int, fd: int | None, failed: OSError | None) -> tuple[int, OSError | None]:
+        """Read the data set's PDVs to its last fragment, writing them to ``fd`` while that
+        works; the bytes left in the current PDU and the write error, if any."""
+        stream = self.stream
+        unsynced = 0
+        while True:
+            if not pdu_left:
+                header = stream.take(6)
+                pdu_type, pdu_left = struct.unpack(">BxI", header)
+                if pdu_type != P_DATA_TF:  # A-RELEASE-RQ, A-ABORT… in mid data set
+                    raise _GiveBack(header + stream.unread())
+            if pdu_left < 6:
+                raise _ProtocolError(f"P-DATA-TF PDU ends inside a PDV header ({pdu_left} bytes)")
+            item, pdv_context, flags = struct.unpack(">IBB", stream.take(6))
+            pdu_left -= 6
+            size = item - 2
+            if not 0 <= size <= pdu_left:
+                raise _ProtocolError(f"PDV of {item} bytes in {pdu_left + 6} left of its PDU")
+            if flags & 0x01 or pdv_context != context_id:
+                raise _ProtocolError("command fragment or other context inside a data set")
+            pdu_left -= size
+            while size:
+                chunk = stream.some(size)
+                size -= len(chunk)
+                if fd is None or failed is not None:
+                    continue
+                try:
+                    _write(fd, chunk)
+                except OSError as exc:  # disk full: read on, answer 0xA700
+                    failed = exc
+                unsynced += len(chunk)
+                if unsynced >= _WRITEBACK_EVERY:  # a large object: keep the disk busy meanwhile
+                    start_writeback(fd)
+                    unsynced = 0
+            if flags & 0x02:
+                break
+        if fd is not None and failed is None:
+            start_writeback(fd)  # overlaps the device write with the header checks
+        return pdu_left, failed
 
     def _send(self, data: bytes) -> None:
         try:

@@ -5,6 +5,7 @@ the stored files are byte-identical and every answer is what pynetdicom alone wo
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import threading
@@ -35,6 +36,7 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import AddressInformation
 
 from dicom_node.config import load_settings
+from dicom_node.receive import fastpath
 from dicom_node.receive.handlers import StoreHandler
 from dicom_node.receive.scp import NodeServer
 from dicom_node.receive.wire import command_fields
@@ -375,3 +377,17 @@ def test_parallel_associations(node_server, series, counter):
         thread.join()
     assert statuses == [0] * len(series) and counter.fast == len(series)
     _assert_stored(node_server, series)
+
+
+def test_disk_full_while_writing_answers_a700(node_server, raw, series, monkeypatch, caplog):
+    def full(fd: int, data: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fastpath, "_write", full)
+    raw.sock.sendall(_pdu(_pdv(1, 0x03, _store_command(series[0], 1))) + _pdu(_pdv(1, 0x02, _dataset_bytes(series[0]))))
+    assert _status(raw.response()) == 0xA700
+    assert "disk full" in caplog.text
+    assert not list(node_server.store.incoming.iterdir()) and not list(node_server.store.iter_files())
+    monkeypatch.undo()
+    raw.sock.sendall(_pdu(_pdv(1, 0x03, _store_command(series[0], 2))) + _pdu(_pdv(1, 0x02, _dataset_bytes(series[0]))))
+    assert _status(raw.response()) == 0  # the association carries on
