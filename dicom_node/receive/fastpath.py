@@ -65,8 +65,8 @@ __all__ = ["FastPath", "FastReactor"]
 log = logging.getLogger(__name__)
 
 _BUFFER = 1 << 20  # socket reads; a data set is written from it as it arrives, never held whole
-_MAX_COMMAND = 64 * 1024
-_WRITEBACK_EVERY = 8 << 20  # a C-STORE-RQ command is a few hundred bytes
+_MAX_COMMAND = 64 * 1024  # a C-STORE-RQ command is a few hundred bytes
+_WRITEBACK_EVERY = 8 << 20  # a large object has its writeback started as it arrives
 _HANDOVER_TIMEOUT_S = 2.0
 # While the fast path reads, pynetdicom's DUL thread only sends what others queue (an abort):
 # it needs not wake every millisecond for that.

@@ -2,8 +2,9 @@
 (PS3.4 Annex B.2.3) and a log line saying why.
 
 C-STORE order of events — the success status leaves only after step 4:
-1. pynetdicom streams the dataset to a temp file in ``incoming`` (STORE_RECV_CHUNKED_DATASET),
-   so a 1 GB multi-frame object never sits in memory;
+1. the data set is streamed to a temp file in ``incoming`` — by the C-STORE fast path
+   (:mod:`dicom_node.receive.fastpath`) on established associations, else by pynetdicom
+   (STORE_RECV_CHUNKED_DATASET) — so a 1 GB multi-frame object never sits in memory;
 2. the file's element headers are parsed to validate it and read its UIDs;
 3. the file is fdatasync'ed and renamed to its place in the store, its folder fsync'ed;
 4. its index record is queued for the batched index writer (reconciliation covers a crash).

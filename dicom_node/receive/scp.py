@@ -1,5 +1,6 @@
 """The node's DICOM server: one pynetdicom AE with storage (and Q/R) contexts, access control,
-the durable store and the batched index writer, reconciled with each other on start."""
+the C-STORE fast path on established associations, the durable store and the batched index
+writer, reconciled with each other on start."""
 
 from __future__ import annotations
 
@@ -71,9 +72,10 @@ class NodeServer:
             if report.unreadable:
                 log.error("%d stored files are unreadable; see above", len(report.unreadable))
         self.writer.start()
-        # pynetdicom streams received datasets to NamedTemporaryFile in the default temp
-        # folder: point it at our incoming folder (same filesystem as the store) so a received
-        # file is committed by a rename, never copied.
+        # Where the fast path does not serve (see dicom_node.receive.fastpath), pynetdicom
+        # streams received datasets to NamedTemporaryFile in the default temp folder: point it
+        # at our incoming folder (same filesystem as the store) so a received file is committed
+        # by a rename, never copied.
         _config.STORE_RECV_CHUNKED_DATASET = True
         tempfile.tempdir = str(self.store.incoming)
         ae = self._build_ae()
