@@ -7,13 +7,15 @@ error"). And without ``store_processed`` the reader moves the file to the system
 which may be another filesystem — a copy, so two workers may both get the message. Here a
 message is written under a name readers skip and renamed into the queue folder when complete,
 and a reader claims it by renaming it into the processed folder beside it (same filesystem:
-exactly one reader wins), reads it, and deletes it.
+exactly one reader wins), reads it, and deletes it. The exchange tables get the same treatment.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
+from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
@@ -58,6 +60,39 @@ class Channel(filesystem.Channel):
                 raise ChannelError(f"Cannot read file {claimed!r} from queue.") from exc
             return loads(bytes_to_str(payload))
         raise Empty()
+
+
+    # The exchange tables in the control folder: kombu truncates and rewrites them in place, so
+    # a process declaring its queues could read an empty table and crash (seen in tests). Here
+    # updates are serialised by a lock file and land by rename; reads need no lock.
+
+    def get_table(self, exchange: str) -> list[Any]:
+        try:
+            data = self._exchange_file(exchange).read_bytes()
+        except FileNotFoundError:
+            return []
+        return [filesystem.exchange_queue_t(*q) for q in loads(bytes_to_str(data))]
+
+    def _update_table(self, exchange: str, change: Callable[[list[Any]], list[Any]]) -> None:
+        table = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        with open(table.with_name(table.name + ".lock"), "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            queues = self.get_table(exchange)
+            updated = change(queues)
+            if updated != queues:
+                partial = table.with_name(table.name + ".partial")
+                partial.write_bytes(str_to_bytes(dumps(updated)))
+                os.replace(partial, table)
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._update_table(exchange, lambda queues: queues if entry in queues else [entry, *queues])
+
+    def _delete(self, queue: str, exchange: str, routing_key: str, pattern: str, *args: Any, **kwargs: Any) -> None:
+        super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args, **kwargs)
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._update_table(exchange, lambda queues: [q for q in queues if q != entry])
 
 
 class Transport(filesystem.Transport):

@@ -30,31 +30,37 @@ def _produce(folder: Path, offset: int) -> None:
 
 
 def _consume(folder: Path, out: mp.Queue) -> None:
+    """Until a stop message (the producers may start late on a busy machine)."""
     with _connection(folder) as conn:
         q = conn.SimpleQueue("send")
         while True:
-            try:
-                message = q.get(timeout=3)
-            except queue.Empty:
+            message = q.get(timeout=60)
+            message.ack()
+            if message.payload.get("stop"):
                 return
             out.put(message.payload["n"])
-            message.ack()
 
 
 def test_concurrent_producers_and_consumers_get_every_message_once(tmp_path: Path):
     ctx = mp.get_context("fork")
     out: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_produce, args=(tmp_path, k * N_PER_PRODUCER)) for k in range(2)]
-    procs += [ctx.Process(target=_consume, args=(tmp_path, out)) for _ in range(3)]
-    for p in procs:
+    producers = [ctx.Process(target=_produce, args=(tmp_path, k * N_PER_PRODUCER)) for k in range(2)]
+    consumers = [ctx.Process(target=_consume, args=(tmp_path, out)) for _ in range(3)]
+    for p in producers + consumers:
         p.start()
+    for p in producers:
+        p.join(timeout=120)
+    with _connection(tmp_path) as conn:  # one stop message per consumer, after every real one
+        stop = conn.SimpleQueue("send")
+        for _ in consumers:
+            stop.put({"stop": True})
     received = []
-    while any(p.is_alive() for p in procs) or not out.empty():
+    while any(p.is_alive() for p in consumers) or not out.empty():
         try:
             received.append(out.get(timeout=0.5))
         except queue.Empty:
             pass
-    for p in procs:
-        p.join()
-        assert p.exitcode == 0, "a consumer crashed (a half-written message?)"
+    for p in producers + consumers:
+        p.join(timeout=60)
+        assert p.exitcode == 0, "a process crashed (a consumer reading a half-written message?)"
     assert sorted(received) == list(range(2 * N_PER_PRODUCER))
