@@ -34,7 +34,7 @@ def _consume(folder: Path, out: mp.Queue) -> None:
     with _connection(folder) as conn:
         q = conn.SimpleQueue("send")
         while True:
-            message = q.get(timeout=60)
+            message = q.get(timeout=300)
             message.ack()
             if message.payload.get("stop"):
                 return
@@ -49,7 +49,7 @@ def test_concurrent_producers_and_consumers_get_every_message_once(tmp_path: Pat
     for p in producers + consumers:
         p.start()
     for p in producers:
-        p.join(timeout=120)
+        p.join(timeout=300)
     with _connection(tmp_path) as conn:  # one stop message per consumer, after every real one
         stop = conn.SimpleQueue("send")
         for _ in consumers:
