@@ -39,13 +39,7 @@ import struct
 import threading
 from typing import Any
 
-from pynetdicom import evt
-from pynetdicom._handlers import (
-    standard_dimse_recv_handler,
-    standard_dimse_sent_handler,
-    standard_pdu_recv_handler,
-    standard_pdu_sent_handler,
-)
+from pynetdicom import _handlers, evt
 from pynetdicom.events import Event
 
 from dicom_node.receive.handlers import StoreHandler
@@ -75,7 +69,12 @@ _LOW_LEVEL_EVENTS = (
     evt.EVT_DATA_RECV, evt.EVT_DATA_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT,
     evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_FSM_TRANSITION,
 )  # fmt: skip
-_LOGGING_HANDLERS = {standard_dimse_recv_handler, standard_dimse_sent_handler, standard_pdu_recv_handler, standard_pdu_sent_handler}
+# pynetdicom's own debug-logging handlers, bound by default: the fast path may skip those.
+_LOGGING_HANDLERS = {
+    getattr(_handlers, name)
+    for name in ("standard_dimse_recv_handler", "standard_dimse_sent_handler", "standard_pdu_recv_handler", "standard_pdu_sent_handler")
+    if hasattr(_handlers, name)
+}
 _ASSOC_INTERNALS = ("_run_reactor", "_serve_request", "_kill", "_accepted_cx", "_sent_release")
 _DUL_INTERNALS = ("_run_loop_delay", "_idle_timer", "state_machine", "event_queue", "to_user_queue", "_recv_pdu")
 _names = itertools.count()
@@ -253,7 +252,7 @@ class FastReactor:
     def __call__(self) -> None:
         assoc = self.assoc
         self.calling = assoc.requestor.ae_title.strip()
-        self.extended = assoc.acceptor.accepted_common_extended
+        self.extended = getattr(assoc.acceptor, "accepted_common_extended", None) or {}
         try:
             while True:
                 if self._take():
