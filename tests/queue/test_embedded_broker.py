@@ -42,7 +42,7 @@ def _consume(folder: Path, out: mp.Queue) -> None:
 
 
 def test_concurrent_producers_and_consumers_get_every_message_once(tmp_path: Path):
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork would copy locks held by threads earlier tests left running
     out: mp.Queue = ctx.Queue()
     producers = [ctx.Process(target=_produce, args=(tmp_path, k * N_PER_PRODUCER)) for k in range(2)]
     consumers = [ctx.Process(target=_consume, args=(tmp_path, out)) for _ in range(3)]
