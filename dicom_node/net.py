@@ -11,12 +11,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor"]
+__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor", "Blindfold"]
 
 
 def no_delay(event: Event) -> None:
@@ -72,3 +73,24 @@ def pause_reactor(assoc: Association, timeout: float = 5.0) -> bool:
 
 def resume_reactor(assoc: Association) -> None:
     assoc._reactor_checkpoint.set()
+
+
+class Blindfold:
+    """Stands in for pynetdicom's AssociationSocket while our own code reads the socket:
+    nothing is ever ready to be read by pynetdicom; sending and closing still reach the socket.
+    ``handed_over`` is set once pynetdicom's reader has polled it twice (it has let go)."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
+        self._polls = 0
+        self.handed_over = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        self._polls += 1
+        if self._polls >= 2:
+            self.handed_over.set()
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)

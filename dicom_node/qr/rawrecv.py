@@ -6,7 +6,7 @@ PS3.7 9.3.1.2) instead of waiting for pynetdicom's network thread to poll, decod
 it; that wait and decode were a third of a sub-operation's cost.
 
 pynetdicom's network thread must stop reading first: its socket wrapper is swapped for a
-:class:`_Blindfold` that says no data is ever ready (and forwards everything else, so an
+:class:`Blindfold` that says no data is ever ready (and forwards everything else, so an
 abort still goes out), and the hand-over waits until that thread has polled the blindfold
 twice, i.e. it is no longer inside a read of the real socket. :meth:`ResponseReader.give_back`
 restores the wrapper.
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 from typing import Any
+
+from dicom_node.net import Blindfold
 
 __all__ = ["ResponseReader", "SubOperationError"]
 
@@ -30,25 +31,6 @@ _HANDOVER_TIMEOUT_S = 2.0
 
 class SubOperationError(ConnectionError):
     """The peer sent something other than a C-STORE response, or went away."""
-
-
-class _Blindfold:
-    """Stands in for pynetdicom's AssociationSocket: nothing is ever ready to be read."""
-
-    def __init__(self, wrapped: Any) -> None:
-        self._wrapped = wrapped
-        self._polls = 0
-        self.handed_over = threading.Event()
-
-    @property
-    def ready(self) -> bool:
-        self._polls += 1
-        if self._polls >= 2:
-            self.handed_over.set()
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -84,7 +66,7 @@ class ResponseReader:
 
     def take(self) -> bool:
         """Stop pynetdicom reading; False (and nothing changed) if its thread did not let go."""
-        blindfold = _Blindfold(self.wrapper)
+        blindfold = Blindfold(self.wrapper)
         self.assoc.dul.socket = blindfold
         if not blindfold.handed_over.wait(_HANDOVER_TIMEOUT_S):
             self.assoc.dul.socket = self.wrapper

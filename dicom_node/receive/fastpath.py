@@ -8,7 +8,7 @@ the association, its reactor (``Association._run_reactor``) is replaced by
 :class:`FastReactor`, running in the association's own thread:
 
 1. It takes the socket's reads from pynetdicom's DUL thread: the DUL's socket wrapper is swapped
-   for a :class:`_Blindfold` that reports nothing to read (the DUL still sends what it is
+   for a :class:`Blindfold` that reports nothing to read (the DUL still sends what it is
    given), once the DUL thread has polled it twice, i.e. is no longer inside a read.
 2. It reads P-DATA-TF PDUs (PS3.8 9.3.5) itself. A C-STORE-RQ on an accepted storage context
    whose command :func:`~dicom_node.receive.wire.store_request` takes has its data set
@@ -36,12 +36,12 @@ import logging
 import os
 import socket
 import struct
-import threading
 from typing import Any
 
 from pynetdicom import _handlers, evt
 from pynetdicom.events import Event
 
+from dicom_node.net import Blindfold
 from dicom_node.receive.handlers import StoreHandler
 from dicom_node.receive.wire import (
     P_DATA_TF,
@@ -99,26 +99,6 @@ class _Closed(Exception):
     def __init__(self, timed_out: bool = False) -> None:
         super().__init__()
         self.timed_out = timed_out
-
-
-class _Blindfold:
-    """Stands in for pynetdicom's AssociationSocket while the fast path reads: nothing is ever
-    ready to be read; sending and closing still reach the socket."""
-
-    def __init__(self, wrapped: Any) -> None:
-        self._wrapped = wrapped
-        self._polls = 0
-        self.handed_over = threading.Event()
-
-    @property
-    def ready(self) -> bool:
-        self._polls += 1
-        if self._polls >= 2:
-            self.handed_over.set()
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
 
 
 class _Replay:
@@ -270,7 +250,7 @@ class FastReactor:
             log.exception("C-STORE fast path failed; aborting the association from %s", self.calling)
             self._abort()
         finally:
-            if isinstance(self.dul.socket, _Blindfold):
+            if isinstance(self.dul.socket, Blindfold):
                 self.dul.socket = self.wrapper
             self.dul._run_loop_delay = self.poll_s
 
@@ -281,7 +261,7 @@ class FastReactor:
         dul, assoc = self.dul, self.assoc
         if not assoc.is_established or not dul.is_alive() or self.wrapper.socket is not self.sock:
             return False
-        blindfold = _Blindfold(self.wrapper)
+        blindfold = Blindfold(self.wrapper)
         dul.socket = blindfold
         if not blindfold.handed_over.wait(_HANDOVER_TIMEOUT_S) or self._dul_busy():
             dul.socket = self.wrapper
