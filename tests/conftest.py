@@ -7,10 +7,13 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
 from dicom_node.config import Settings, load_settings
@@ -173,3 +176,25 @@ def dsrdump() -> Callable[[Path], str]:
         return run.stdout
 
     return _dump
+
+
+PG_ADMIN = "dbname=postgres user=postgres host=127.0.0.1"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the loopback PostgreSQL (as .ci/run starts it); its URL."""
+    name = f"dicom_node_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(PG_ADMIN)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required (run .ci/run): {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()

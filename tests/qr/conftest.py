@@ -4,13 +4,11 @@ near misses, served on a free loopback port; DCMTK storescp as a move destinatio
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -20,10 +18,9 @@ from dicom_node.config import DicomDestination, Settings, load_settings
 from dicom_node.receive.scp import NodeServer
 from dicom_node.store.header import read_header
 from dicom_node.synthetic import StudySpec, ct_series, mr_series, xray_instance
-from tests.conftest import DCMTK_ENV, free_port, require, wait_for
+from tests.conftest import DCMTK_ENV, free_port, postgres_database, require, wait_for
 
 NODE_AE = "QRNODE"
-PG_ADMIN = "dbname=postgres user=postgres host=127.0.0.1"
 
 
 @dataclass
@@ -127,25 +124,6 @@ class StoreSCP:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the loopback PostgreSQL (as .ci/run starts it); its URL."""
-    name = f"dicom_node_qr_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg2.connect(PG_ADMIN)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required (run .ci/run): {exc}")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @contextmanager

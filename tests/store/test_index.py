@@ -4,18 +4,15 @@ re-completion, results that must not re-open a study."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
 from sqlalchemy import select
 
 from dicom_node.store.header import InstanceRecord
 from dicom_node.store.index import Index
 from dicom_node.store.models import CompletionEvent, Instance, Study, utcnow
-
-PG_ADMIN = "dbname=postgres user=postgres host=127.0.0.1"
+from tests.conftest import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,20 +22,10 @@ def index(request, tmp_path) -> Iterator[Index]:
         yield idx
         idx.close()
         return
-    name = f"dicom_node_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg2.connect(PG_ADMIN)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required (run .ci/run): {exc}")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    idx = Index(f"postgresql+psycopg2://postgres@127.0.0.1/{name}")
-    yield idx
-    idx.close()
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}"')
-    admin.close()
+    with postgres_database() as url:
+        idx = Index(url)
+        yield idx
+        idx.close()
 
 
 def record(sop: str, series: str = "1.2.3.1", study: str = "1.2.3", at: dt.datetime | None = None, **kw) -> InstanceRecord:
