@@ -4,6 +4,7 @@ deterministic ranking, the shipped model, FHIR output and the training smoke run
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from rdkit import Chem
 
 from pipelines import registry
 from pipelines.base import PipelineError, SidecarResult
-from pipelines.drug import train
+from pipelines.drug import screen, train
 from pipelines.drug.chem import (
     AlertFilter,
     Standardiser,
@@ -213,6 +214,27 @@ def test_workers_give_the_same_ranking(pipeline: DrugScreeningPipeline, tmp_path
     assert [(r["id"], r["score"], r["verdict"]) for r in pooled.data["top"]] == [
         (r["id"], r["score"], r["verdict"]) for r in single.data["top"]
     ]
+
+
+def _lose_the_worker(records: list) -> None:
+    """Run in a pool process: dies as a crashed worker would."""
+    os._exit(1)
+
+
+def test_a_pool_that_loses_its_workers_still_screens_everything(
+    pipeline: DrugScreeningPipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    library = tmp_path / "lib.smi"
+    write_library(make_library(size=1500, invalid=3), library)  # three chunks: two go to the pool
+    single = pipeline.run(library, top=2000, workers=1)
+    monkeypatch.setattr(screen, "run_worker", _lose_the_worker)
+    fallen_back = pipeline.run(library, top=2000, workers=2)
+    assert "process pool failed" in caplog.text
+    assert fallen_back.data["counts"] == single.data["counts"]
+    assert [r["id"] for r in fallen_back.data["top"]] == [r["id"] for r in single.data["top"]]
 
 
 def test_make_library_is_deterministic_with_analogues() -> None:
