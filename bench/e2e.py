@@ -1,10 +1,12 @@
-"""End-to-end benchmark: one synthetic 300-slice 512×512 CT through the whole node — storescu →
+"""End-to-end benchmark: synthetic 300-slice 512×512 CTs through the whole node — storescu →
 node → ct_seg (demo model) → SEG + SR → storescp — on the embedded broker.
 
     TCP_NODELAY=1 .venv/bin/python bench/e2e.py [--slices 300] [--size 512]
 
 Prints the timeline (receive, queue wait, read, pre-process, inference, post-process, encode,
-store, send; the quiet period is excluded) and the share of non-inference time. On a GPU host
+store, send; the quiet period is excluded) and the share of non-inference time, for two CTs one
+after the other, so the spread between runs shows. A small study goes first, so workers are up
+and the model is loaded: the figures are the node's steady state, not its start-up. On a GPU host
 the worker uses CUDA automatically (the printed device says which ran).
 """
 
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -43,7 +46,7 @@ def store(port: int, files: list[Path]) -> None:
     subprocess.run(["storescu", "-aet", "BENCH", "-aec", "DICOM_NODE", "127.0.0.1", str(port), *map(str, files)], env=ENV, check=True)
 
 
-def warmup_uid(files: list[Path]) -> str:
+def study_uid_of(files: list[Path]) -> str:
     return str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
 
 
@@ -79,44 +82,58 @@ def main() -> None:
     path = tmp / "node.yaml"
     path.write_text(yaml.safe_dump(config))
     shape = (args.slices, args.size, args.size)
-    files = write_series(ct_series(StudySpec(), shape=shape, lesion_radius=args.size / 20, spacing=(1.0, 0.7, 0.7)), tmp / "ct")
+    studies = [
+        write_series(ct_series(StudySpec(), shape=shape, lesion_radius=args.size / 20, spacing=(1.0, 0.7, 0.7), seed=n),
+                     tmp / f"ct{n}")
+        for n in range(2)
+    ]  # fmt: skip
     warmup = write_series(ct_series(StudySpec(), shape=(16, 64, 64), lesion_radius=4), tmp / "warmup")
     node = Node(load_settings(path), config_path=path, workers=True)
     node.start()
+    runs = []
     try:
-        # A small study first, so workers are up and the model loaded: the figures are the
-        # node's steady state, not its start-up.
         store(node.port, warmup)
-        wait_for_send(node, warmup_uid(warmup))
-        t0 = time.perf_counter()
-        store(node.port, files)
-        receive_s = time.perf_counter() - t0
-        study_uid = warmup_uid(files)
-        wait_for_send(node, study_uid)
-        with node.index.sessions() as session:
-            pipeline = session.scalar(select(Job).where(Job.kind == "pipeline", Job.study_uid == study_uid))
-            send = session.scalar(select(Job).where(Job.kind == "send", Job.study_uid == study_uid))
-            completed = session.scalar(select(CompletionEvent.completed_at).where(CompletionEvent.study_uid == study_uid))
+        wait_for_send(node, study_uid_of(warmup))
+        for files in studies:
+            t0 = time.perf_counter()
+            store(node.port, files)
+            receive_s = time.perf_counter() - t0
+            study_uid = study_uid_of(files)
+            wait_for_send(node, study_uid)
+            runs.append((receive_s, *finished_jobs(node, study_uid)))
     finally:
         node.stop()
         pacs.terminate()
-    if pipeline is None or pipeline.state != "succeeded" or send is None:
-        print(f"pipeline did not finish: {pipeline.error if pipeline else 'no job'}")
         shutil.rmtree(tmp, ignore_errors=True)
-        return
+    for number, (receive_s, pipeline, send, completed) in enumerate(runs, start=1):
+        print(f"study {number}: {args.slices} x {args.size}x{args.size} CT, demo ct_seg")
+        if pipeline is None or pipeline.state != "succeeded" or send is None:
+            print(f"  pipeline did not finish: {pipeline.error if pipeline else 'no job'}")
+            continue
+        print_timeline(receive_s, pipeline, send, completed)
+
+
+def finished_jobs(node: Node, study_uid: str) -> tuple[Job | None, Job | None, datetime | None]:
+    """The study's pipeline job, its send job and when the study was complete."""
+    with node.index.sessions() as session:
+        pipeline = session.scalar(select(Job).where(Job.kind == "pipeline", Job.study_uid == study_uid))
+        send = session.scalar(select(Job).where(Job.kind == "send", Job.study_uid == study_uid))
+        completed = session.scalar(select(CompletionEvent.completed_at).where(CompletionEvent.study_uid == study_uid))
+    return pipeline, send, completed
+
+
+def print_timeline(receive_s: float, pipeline: Job, send: Job, completed: datetime | None) -> None:
     timings = pipeline.result["timings"]
-    queue_wait = (pipeline.started_at - completed).total_seconds()
+    queue_wait = (pipeline.started_at - completed).total_seconds() if completed else 0.0
     send_s = (send.finished_at - send.started_at).total_seconds()
     steps = {"receive": receive_s, "queue wait": queue_wait, **timings, "send": send_s}
     total = sum(steps.values())
-    print(f"{args.slices} x {args.size}x{args.size} CT, demo ct_seg, device {pipeline.result.get('device', '?')}")
+    print(f"  device {pipeline.result.get('device', '?')}")
     for name, seconds in steps.items():
         print(f"  {name:12s} {seconds:8.2f} s  {100 * seconds / total:5.1f} %")
     inference = timings.get("inference", 0.0)
     print(f"  {'total':12s} {total:8.2f} s (quiet period excluded)")
-    print(f"non-inference share {100 * (total - inference) / total:.1f} % (target < 15 %)")
-    shutil.rmtree(tmp, ignore_errors=True)
-
+    print(f"  non-inference share {100 * (total - inference) / total:.1f} % (target < 15 %)")
 
 if __name__ == "__main__":
     main()

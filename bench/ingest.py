@@ -52,19 +52,31 @@ def wait_port(port: int, timeout: float = 30) -> None:
 class Receiver:
     name = ""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runs = 0
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def work(self) -> Path:
+        """The current run's folder."""
+        return self.root / f"run-{self.runs}"
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
     def start(self) -> None:
-        if self.work.exists():
-            shutil.rmtree(self.work)
+        """Start on a fresh, empty folder of its own (``run-N``). Earlier runs' folders stay until
+        the bench ends: deleting a store just before the next run slows file creation on ext4
+        without a journal for a while, inside the next run's timing."""
+        self.runs += 1
         self.work.mkdir(parents=True)
-        self.proc = subprocess.Popen(self.command(), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.work)
+        with (self.work / "stdout.log").open("wb") as stdout:
+            self.proc = subprocess.Popen(self.command(), env=ENV, stdout=stdout, stderr=subprocess.DEVNULL, cwd=self.work)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -86,6 +98,18 @@ class Node(Receiver):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "dicom_node", "serve", "--data-dir", str(self.work / "data"),
                 "--port", str(self.port), "--no-workers"]  # fmt: skip
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait for serve's banner, printed once ``Node.start()`` returned, that is once every
+        receiver process (``receivers``) listens: a C-ECHO is answered as soon as the first
+        one listens, and the others' start-up would run inside the timing."""
+        assert self.proc is not None
+        banner, log = f"listening on port {self.port}".encode(), self.work / "stdout.log"
+        deadline = time.monotonic() + timeout
+        while banner not in log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start; see {log}")
+            time.sleep(0.05)
 
 
 class StoreScp(Receiver):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -61,7 +62,11 @@ def serve(
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
     node = Node(settings, config_path=config, workers=workers)
-    node.start()
+    try:
+        node.start()
+    except NodeError as exc:
+        console.print(f"[red]could not start:[/red] {exc}")
+        raise typer.Exit(1) from exc
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -76,6 +81,7 @@ def receive(
     port: Annotated[int, typer.Option(help="the port the main serve process bound")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    ready_fd: Annotated[Optional[int], typer.Option("--ready-fd", help="file descriptor to write a byte to once listening")] = None,
 ) -> None:
     """An extra SCP process sharing the node's port; started by `serve` when receivers > 1."""
     from dicom_node.receive.scp import NodeServer
@@ -83,6 +89,9 @@ def receive(
     settings = settings_from(config, data_dir=data_dir, port=port)
     server = NodeServer(settings)
     server.start(reconcile_first=False, shared_port=True)
+    if ready_fd is not None:  # serve's Node.start() waits for this
+        os.write(ready_fd, b"\n")
+        os.close(ready_fd)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

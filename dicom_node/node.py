@@ -7,13 +7,16 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from dicom_node.config import Settings
+from dicom_node.errors import NodeError
 from dicom_node.queue.app import make_celery
 from dicom_node.queue.outbox import Relay
 from dicom_node.receive.scp import NodeServer
@@ -41,7 +44,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 class Node:
-    """Everything ``serve`` runs; :meth:`start` returns once it is listening."""
+    """Everything ``serve`` runs; :meth:`start` returns once every receiver process is listening."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None, workers: bool | None = None) -> None:
         self.settings = settings
@@ -65,19 +68,43 @@ class Node:
     def port(self) -> int:
         return self.server.port
 
-    def start(self) -> None:
+    def start(self, receiver_timeout_s: float = 60.0) -> None:
+        """Start everything; return only once the extra receiver processes listen too, so that
+        associations opened now (a benchmark's clock started now) meet every receiver, not one
+        process that shares its cores with the others' start-up.
+
+        Raises NodeError, with everything stopped again, when a receiver exits or is not
+        listening within ``receiver_timeout_s``.
+        """
         shared = self.settings.receivers > 1
         self.server.start(shared_port=shared)
+        starting: dict[str, int] = {}  # receiver name → read end of its readiness pipe
         if shared:  # more receiver processes on the same (now known) port
             for n in range(1, self.settings.receivers):
-                self.children[f"receiver-{n}"] = self._spawn(["receive", "--port", str(self.port)])
+                starting[f"receiver-{n}"] = self._spawn_receiver(f"receiver-{n}")
         self.completion.start()
         self.router.start()
         self.relay.start()
         if self.run_workers:
             for queue, concurrency in self.settings.queue.embedded_workers.items():
-                self.children[f"worker-{queue}"] = self._spawn(["worker", "--queues", queue, "--concurrency", str(concurrency)])
+                args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
+                self.children[f"worker-{queue}"] = (self._spawn(args), args)
         self._supervisor.start()
+        try:
+            _await_ready(starting, receiver_timeout_s)
+        except NodeError:
+            self.stop()
+            raise
+
+    def _spawn_receiver(self, name: str) -> int:
+        """Start receiver ``name`` with a pipe it writes to once listening; the pipe's read end."""
+        args = ["receive", "--port", str(self.port)]
+        read_fd, write_fd = os.pipe()
+        try:
+            self.children[name] = (self._spawn(args, ready_fd=write_fd), args)
+        finally:
+            os.close(write_fd)  # the child holds its own copy: EOF here means it exited
+        return read_fd
 
     def _supervise(self) -> None:
         """Restart a child that died; a worker's unfinished job comes back through the outbox."""
@@ -85,12 +112,14 @@ class Node:
             for name, (proc, args) in list(self.children.items()):
                 if proc.poll() is not None and not self._stopping.is_set():
                     log.error("%s exited with %s; restarting it", name, proc.returncode)
-                    self.children[name] = self._spawn(args)
+                    self.children[name] = (self._spawn(args), args)
 
-    def _spawn(self, args: list[str]) -> tuple[subprocess.Popen[bytes], list[str]]:
+    def _spawn(self, args: list[str], ready_fd: int | None = None) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "dicom_node", *args]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        if ready_fd is not None:
+            cmd += ["--ready-fd", str(ready_fd)]
         # Flags given to serve reach the workers through the environment they inherit.
         env = {
             "DICOM_NODE_DATA_DIR": str(self.settings.data_dir),
@@ -98,8 +127,10 @@ class Node:
         }
         log.info("starting %s", " ".join(args))
         # Own process group, so stopping a worker also stops its pool processes.
-        proc = subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=_die_with_parent)
-        return proc, args
+        return subprocess.Popen(
+            cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=_die_with_parent,
+            pass_fds=() if ready_fd is None else (ready_fd,),
+        )  # fmt: skip
 
     def stop(self) -> None:
         self._stopping.set()
@@ -116,3 +147,22 @@ class Node:
         self.completion.stop()
         self.server.stop()
         self.index.close()
+
+
+def _await_ready(starting: dict[str, int], timeout_s: float) -> None:
+    """Wait until every child in ``starting`` (name → read end of its readiness pipe) wrote that
+    it is listening; closes the pipes. NodeError if one exits first or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while starting:
+            readable = select.select(list(starting.values()), [], [], max(0.0, deadline - time.monotonic()))[0]
+            if not readable:
+                raise NodeError(f"{', '.join(sorted(starting))} not listening after {timeout_s:g} s")
+            for name, fd in list(starting.items()):
+                if fd in readable:
+                    if not os.read(fd, 1):
+                        raise NodeError(f"{name} exited before it was listening; see its log")
+                    os.close(starting.pop(name))
+    finally:
+        for fd in starting.values():
+            os.close(fd)

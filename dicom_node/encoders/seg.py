@@ -202,6 +202,8 @@ def _segment_numbers(mask: np.ndarray, values: list[int]) -> np.ndarray:
         mask = mask.view(np.uint8)
     if int(mask.min()) < 0:
         raise ValueError("The mask holds negative values.")
+    if mask.dtype == np.uint8 and values == list(range(1, len(values) + 1)) and int(mask.max()) <= len(values):
+        return mask  # labels already are 1..n: a lookup would copy a 300-slice CT for nothing
     lookup = np.zeros(max(int(mask.max()), *values) + 1, dtype=np.uint8 if len(values) < 256 else np.uint16)
     lookup[values] = np.arange(1, len(values) + 1)
     segments = lookup[mask]

@@ -200,14 +200,22 @@ class Index:
 
 
 def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> dict[str, int]:
-    """INSERT … ON CONFLICT (key) DO UPDATE for ``rows``; returns key → primary key."""
+    """INSERT … ON CONFLICT (key) DO UPDATE for ``rows``; returns key → primary key.
+
+    One statement executed with the rows as parameter sets (SQLAlchemy's "insertmanyvalues"):
+    its SQL is the same whatever the batch size, so it is compiled once per column set, where a
+    multi-row ``values(rows)`` was compiled anew for every batch size. Each returned row names
+    its key, so the rows' order does not matter: ``sort_by_parameter_order`` would make SQLite
+    send one INSERT per row, and PostgreSQL sort by primary key, which an upsert of existing
+    rows does not follow anyway.
+    """
     if not rows:
         return {}
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    stmt = insert(table).values(rows)
-    updated = {c: stmt.excluded[c] for c in rows[0] if c != key}
-    stmt = stmt.on_conflict_do_update(index_elements=[key], set_=updated).returning(table.c[key], table.c.id)
-    return {k: pk for k, pk in conn.execute(stmt)}
+    insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[key], set_={c: insert.excluded[c] for c in rows[0] if c != key}
+    ).returning(table.c[key], table.c.id)
+    return {k: pk for k, pk in conn.execute(stmt, rows)}
 
 
 def _last(records: Sequence[InstanceRecord], key: Callable[[InstanceRecord], str]) -> dict[str, InstanceRecord]:
