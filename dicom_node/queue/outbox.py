@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from dicom_node.config import QueueSettings
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job, JobEvent, utcnow
+from dicom_node.ticker import Ticker
 
 __all__ = ["Claim", "NewJob", "add_jobs", "claim", "heartbeat", "finish", "fail", "retry_by_hand", "Relay"]
 
@@ -169,29 +169,21 @@ class Sender(Protocol):
     def __call__(self, job_id: int, queue: str, priority: int) -> None: ...
 
 
-class Relay:
+class Relay(Ticker):
     """Hands due jobs to the broker; runs in the node process as a thread."""
 
     def __init__(self, index: Index, settings: QueueSettings, send: Sender) -> None:
         self.index = index
         self.settings = settings
         self.send = send
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._broker_down = False
+        super().__init__("outbox-relay")
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick(self) -> None:
+        self.dispatch_due()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def wake(self) -> None:
-        """New jobs were added: don't wait for the next tick."""
-        self._wake.set()
+    def interval(self) -> float:
+        return 2.0 if self._broker_down else self.settings.relay_interval_s
 
     def dispatch_due(self, limit: int = 200) -> int:
         """Send every due job (stat first); returns how many went to the broker."""
@@ -243,11 +235,3 @@ class Relay:
                 session.add(JobEvent(study_uid=job.study_uid, job_id=job_id, event="queued", detail=detail))
             return result.rowcount == 1
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.dispatch_due()
-            except Exception:
-                log.exception("relay round failed")
-            self._wake.wait(self.settings.relay_interval_s if not self._broker_down else 2.0)
-            self._wake.clear()

@@ -8,7 +8,6 @@ and marks the event routed. Series made by the node itself (SEG/SR results) are 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.routing.rules import Rule, series_attributes
 from dicom_node.store.index import Index
 from dicom_node.store.models import CompletionEvent, Instance, JobEvent, Series, Study, utcnow
+from dicom_node.ticker import Ticker
 
 __all__ = ["RoutePlan", "plan_series", "plan_jobs", "Router"]
 
@@ -96,8 +96,9 @@ def _default_queue(pipeline: str) -> str:
     return get(pipeline).queue
 
 
-class Router:
-    """Consumes completion events (a thread in the node process)."""
+class Router(Ticker):
+    """Consumes completion events (a thread in the node process). Its tick also catches events
+    written by another process (``dicom-node complete``)."""
 
     def __init__(
         self,
@@ -110,21 +111,13 @@ class Router:
         self.index = index
         self.on_jobs = on_jobs
         self.queue_of = queue_of
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="router", daemon=True)
+        super().__init__("router")
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick(self) -> None:
+        self.route_pending()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def wake(self) -> None:
-        """A study completed in this process: route now rather than at the next tick."""
-        self._wake.set()
+    def interval(self) -> float:
+        return 0.5
 
     def route_pending(self) -> int:
         """Route every unrouted completion event; returns the number of jobs created."""
@@ -175,13 +168,3 @@ class Router:
         event.routed_at = now
         log.info("routed study %s: %s", event.study_uid, detail)
         return len(plan.jobs)
-
-    def _run(self) -> None:
-        # The tick also catches events written by another process (``dicom-node complete``).
-        while not self._stop.is_set():
-            self._wake.wait(0.5)
-            self._wake.clear()
-            try:
-                self.route_pending()
-            except Exception:
-                log.exception("routing round failed")
