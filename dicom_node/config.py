@@ -116,8 +116,9 @@ class Settings(BaseSettings):
     max_pdu: int = Field(0, ge=0, description="largest PDU we accept; 0 = unlimited (fewest fragments)")
     receivers: int = Field(
         default_factory=lambda: max(1, min(4, (os.cpu_count() or 1) // 2)), ge=1,
-        description="SCP processes sharing the port (SO_REUSEPORT); with the receive fast path one process "
-        "keeps up with four associations on 2 cores, so half the cores leaves the rest to workers",
+        description="SCP processes sharing the port (SO_REUSEPORT). More help parallel associations of small "
+        "images (2 cores, 1000 × 64² over four associations: 1.26 s with one, 1.08 s with two) but take cores "
+        "from the workers: half the cores by default",
     )
     network_timeout_s: float = 60.0
     allowed_peers: list[Peer] = Field(default_factory=list, description="empty: any calling AE is accepted")
