@@ -41,7 +41,7 @@ from dicom_node.inference.models import LoadedModel, load_model
 from pipelines.base import Code, ImagingPipeline, ImagingResult, PipelineError, SegmentationOutput, SegmentLabel
 
 __all__ = ["LESION", "PreparedVolume", "VolumeSegmentationPipeline", "prepare_volume", "foreground_probability",
-           "to_source_grid"]
+           "source_grid_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +114,54 @@ def foreground_probability(
     return 1.0 - torch.softmax(logits, dim=0)[0]
 
 
-def to_source_grid(probability: torch.Tensor, volume: Volume) -> torch.Tensor:
-    """Undo the resampling: the probability map on the volume's own (z, y, x) grid."""
+def source_grid_mask(probability: torch.Tensor, volume: Volume, threshold: float) -> np.ndarray:
+    """Undo the resampling: ``probability ≥ threshold`` on the volume's own (z, y, x) grid, as
+    trilinear interpolation (``F.interpolate``, ``align_corners=False``) then thresholding gives.
+
+    Interpolated only inside the box around the voxels at or above the threshold: a trilinear
+    value is a weighted mean of 8 neighbours, so it reaches the threshold only next to one that
+    does. A 300-slice CT then never has its probability map in float at full size (300 MB).
+    """
     shape = tuple(volume.array.shape)
+    above = probability >= threshold
     if tuple(probability.shape) == shape:
-        return probability
-    return F.interpolate(probability[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0]
+        return above.numpy().astype(np.uint8)
+    mask = np.zeros(shape, dtype=np.uint8)
+    hits = torch.nonzero(above)
+    if not len(hits):
+        return mask
+    low, high = hits.min(dim=0).values.tolist(), hits.max(dim=0).values.tolist()
+    region, values = [], probability
+    for axis, (n_in, n_out) in enumerate(zip(probability.shape, shape)):
+        first, last, weights = _linear_weights(n_in, n_out, low[axis], high[axis])
+        region.append(slice(first, last))
+        values = _interpolate_axis(values, axis, *weights)
+    mask[tuple(region)] = (values >= threshold).numpy()
+    return mask
+
+
+def _linear_weights(
+    n_in: int, n_out: int, low: int, high: int
+) -> tuple[int, int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Output indices [first, last) along one axis whose neighbours touch inputs low..high, and
+    for each its two input indices and the right one's weight — PyTorch's linear
+    ``align_corners=False`` rule: source = max((out + 0.5) · n_in / n_out − 0.5, 0)."""
+    source = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    left = source.floor().long().clamp(max=n_in - 1)
+    right = (left + 1).clamp(max=n_in - 1)
+    touching = torch.nonzero((right >= low) & (left <= high)).flatten()
+    first, last = int(touching[0]), int(touching[-1]) + 1
+    weight = (source - left).clamp(0, 1)[first:last].float()
+    return first, last, (left[first:last], right[first:last], weight)
+
+
+def _interpolate_axis(
+    values: torch.Tensor, axis: int, left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    view = [1, 1, 1]
+    view[axis] = -1
+    weight = weight.view(view)
+    return values.index_select(axis, left) * (1 - weight) + values.index_select(axis, right) * weight
 
 
 class VolumeSegmentationPipeline(ImagingPipeline):
@@ -160,8 +202,7 @@ class VolumeSegmentationPipeline(ImagingPipeline):
         start = time.perf_counter()
         model = self.model
         threshold = float(model.setting("dicom_node#threshold", 0.5))
-        mask = (to_source_grid(outputs, inputs.volume) >= threshold).numpy().astype(np.uint8)
-        mask = inputs.volume.to_source_frames(mask)
+        mask = inputs.volume.to_source_frames(source_grid_mask(outputs, inputs.volume, threshold))
         inputs.timings["post"] = time.perf_counter() - start
         logger.info("%s: %d lesion voxels in %d frames", self.name, int(mask.sum()), mask.shape[0])
         return ImagingResult(

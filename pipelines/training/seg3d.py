@@ -25,7 +25,7 @@ from dicom_node.inference.segmentation import (
     VolumeSegmentationPipeline,
     foreground_probability,
     prepare_volume,
-    to_source_grid,
+    source_grid_mask,
 )
 
 __all__ = ["SegTrainConfig", "train_segmentation", "dice", "SegScores", "score_series", "score_volumes"]
@@ -120,7 +120,7 @@ def score_volumes(model: LoadedModel, case: Case, seeds: range, spacing: tuple[f
         volume = Volume(array, spacing, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0), [],
                         tuple(range(array.shape[0])))
         probability = foreground_probability(model, prepare_volume(model, volume), default_roi)
-        pairs.append(((to_source_grid(probability, volume) >= threshold).numpy(), truth))
+        pairs.append((source_grid_mask(probability, volume, threshold), truth))
     return _scores(pairs)
 
 
