@@ -123,19 +123,20 @@ def measure_segment(mask: np.ndarray, geometry: Geometry) -> SegmentMeasures:
 def mean_values(source: Sequence[Dataset], labels: np.ndarray, values: Sequence[int]) -> dict[int, float]:
     """Mean source value, in modality units, under each label value of ``labels`` (frames, rows, cols).
 
-    One pass over the frames that hold any label, so a large series is never held as floats.
+    One pass over the frames that hold any label, converting only the labelled pixels, so a
+    large series is never held as floats.
     """
     size = max(values) + 1
     sums = np.zeros(size)
     counts = np.zeros(size, dtype=np.int64)
     for ds, frame in zip(source, labels):
-        if not frame.any():
+        labelled = (frame > 0) & (frame < size)
+        if not labelled.any():
             continue
-        index = frame.ravel().astype(np.intp)
-        keep = index < size
-        pixels = apply_modality_lut(ds.pixel_array, ds).ravel()
-        sums += np.bincount(index[keep], weights=pixels[keep], minlength=size)
-        counts += np.bincount(index[keep], minlength=size)
+        index = frame[labelled].astype(np.intp)
+        pixels = apply_modality_lut(ds.pixel_array[labelled], ds)
+        sums += np.bincount(index, weights=pixels, minlength=size)
+        counts += np.bincount(index, minlength=size)
     return {value: float(sums[value] / counts[value]) for value in values if counts[value]}
 
 
