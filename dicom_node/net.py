@@ -17,7 +17,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor", "Blindfold"]
+__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor", "let_peer_in", "Blindfold"]
 
 
 def no_delay(event: Event) -> None:
@@ -73,6 +73,24 @@ def pause_reactor(assoc: Association, timeout: float = 5.0) -> bool:
 
 def resume_reactor(assoc: Association) -> None:
     assoc._reactor_checkpoint.set()
+
+
+def let_peer_in(assoc: Association, timeout: float = 1.0) -> None:
+    """Wait until pynetdicom's DUL thread has sent what is queued for the peer, and a moment
+    more, so that it reads what the peer sent meanwhile, such as a C-CANCEL.
+
+    Its reactor reads the socket only in a loop where it has nothing left to send: a handler
+    that yields C-FIND responses faster than they go out keeps it from ever seeing a C-CANCEL
+    (seen here: 3,000 matches all sent, the cancel read after them). pynetdicom 3.0 internals;
+    without them this returns at once.
+    """
+    queued = getattr(getattr(assoc, "dul", None), "to_provider_queue", None)
+    if queued is None:
+        return
+    deadline = time.monotonic() + timeout
+    while queued.qsize() and time.monotonic() < deadline and assoc.is_established:
+        time.sleep(0.0005)
+    time.sleep(0.002)  # the DUL's next loops: with nothing to send, they read the socket
 
 
 class Blindfold:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.qr.model import MODELS, QRError, QRStatus, model_for
-from dicom_node.net import NO_DELAY_HANDLER
+from dicom_node.net import NO_DELAY_HANDLER, let_peer_in
 from dicom_node.qr.rawsend import PendingThrottle
 from dicom_node.qr.query import RetrievePlan, plan_find, plan_retrieve
 from dicom_node.qr.subops import PeerContexts, prepare, proposed_contexts
@@ -85,6 +85,8 @@ class QRHandlers:
         try:
             plan = plan_find(model_for(event.request.AffectedSOPClassUID), self._identifier(event), self.dialect)
             for response in plan.responses(self.index, self.settings.ae_title, self.batch):
+                if sent and not sent % self.batch:
+                    let_peer_in(event.assoc)  # or a C-CANCEL waits until every match is sent
                 if event.is_cancelled:
                     log.info("C-FIND cancelled after %d matches", sent)
                     yield QRStatus.CANCEL, None

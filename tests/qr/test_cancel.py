@@ -21,7 +21,7 @@ from dicom_node.synthetic import StudySpec, ct_series
 from tests.conftest import free_port
 from tests.qr.conftest import NODE_AE, associate
 
-MANY = 3000
+MANY = 10_000
 
 
 @pytest.fixture(scope="module")
