@@ -78,48 +78,44 @@ class StoreHandler:
         """Steps 2–4 for the received Part 10 file ``temp`` (in ``incoming``; ``fd``: open on it
         for reading, if the caller has it); the status to answer. Also called by the fast path
         (:mod:`dicom_node.receive.fastpath`)."""
-        committed = False
         try:
-            status, committed = self._store(temp, sop_class, sop_instance, calling, fd)
-            return status
+            return self._store(temp, sop_class, sop_instance, calling, fd)
         except Exception:  # a bug must not take the association or the node down
             log.exception("C-STORE from %s failed unexpectedly; answering 0xC000", calling)
             return Status.CANNOT_UNDERSTAND
         finally:
-            if not committed:  # never acknowledged; a committed file has left incoming already
-                temp.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)  # anything not committed was never acknowledged
 
-    def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str, fd: int | None) -> tuple[int, bool]:
-        """The status to answer, and whether ``temp`` was committed into the store."""
+    def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str, fd: int | None) -> int:
         if sop_class not in self.accepted:
             log.warning("C-STORE from %s refused: SOP class %s not supported", calling, sop_class)
-            return Status.SOP_CLASS_NOT_SUPPORTED, False
+            return Status.SOP_CLASS_NOT_SUPPORTED
         if self.store.free_bytes() < self.min_free:
             log.error("C-STORE from %s refused: less than %d MB free in the store", calling, self.settings.min_free_disk_mb)
-            return Status.OUT_OF_RESOURCES, False
+            return Status.OUT_OF_RESOURCES
         try:
             record = read_header(temp, fd)
         except HeaderError as exc:
             log.warning("C-STORE %s from %s refused (0x%04X): %s", sop_instance, calling, exc.status, exc.reason)
-            return exc.status, False
+            return exc.status
         if record.sop_class_uid and record.sop_class_uid != sop_class:
             log.warning(
                 "C-STORE %s from %s refused (0xA900): dataset SOP class %s, request says %s",
                 sop_instance, calling, record.sop_class_uid, sop_class,
             )  # fmt: skip
-            return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, False
+            return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
         final = self.store.path_for(record.study_uid, record.series_uid, record.sop_instance_uid)
         if self.settings.duplicate_policy == "keep" and final.exists():
             log.info("C-STORE %s from %s: already stored, kept the first copy", record.sop_instance_uid, calling)
-            return Status.SUCCESS, False
+            return Status.SUCCESS
         try:
             final = self.store.commit(temp, record.study_uid, record.series_uid, record.sop_instance_uid, fd)
         except OSError as exc:
-            return self.not_stored(exc, record.sop_instance_uid, calling), False
+            return self.not_stored(exc, record.sop_instance_uid, calling)
         record.path, record.calling_ae = str(final), calling
         self.writer.put(record)
         log.debug("stored %s (%d bytes) from %s", record.sop_instance_uid, record.size, calling)
-        return Status.SUCCESS, True
+        return Status.SUCCESS
 
     def not_stored(self, exc: OSError, sop_instance: str, calling: str) -> int:
         """The received file could not be written or committed: out of resources."""
