@@ -13,9 +13,7 @@ the worker uses CUDA automatically (the printed device says which ran).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +26,11 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.loopback import ENV, free_port  # noqa: E402
 from dicom_node.config import load_settings  # noqa: E402
 from dicom_node.node import Node  # noqa: E402
 from dicom_node.store.models import CompletionEvent, Job  # noqa: E402
 from dicom_node.synthetic import StudySpec, ct_series, write_series  # noqa: E402
-
-ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def store(port: int, files: list[Path]) -> None:
     subprocess.run(["storescu", "-aet", "BENCH", "-aec", "DICOM_NODE", "127.0.0.1", str(port), *map(str, files)], env=ENV, check=True)

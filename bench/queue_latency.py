@@ -11,9 +11,7 @@ The pipeline step is a forward job: the lightest job there is, so the figures ar
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,19 +23,11 @@ import yaml
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.loopback import ENV, free_port  # noqa: E402
 from dicom_node.config import load_settings  # noqa: E402
 from dicom_node.node import Node  # noqa: E402
 from dicom_node.store.models import CompletionEvent, Job, JobEvent, utcnow  # noqa: E402
 from dicom_node.synthetic import StudySpec, ct_series, write_series  # noqa: E402
-
-ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
