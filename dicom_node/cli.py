@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 from pathlib import Path
@@ -78,21 +77,21 @@ def serve(
 
 @app.command(hidden=True)
 def receive(
-    port: Annotated[int, typer.Option(help="the port the main serve process bound")],
+    port: Annotated[int, typer.Option(help="the port the main serve process accepts on")],
+    lane_fd: Annotated[int, typer.Option("--lane-fd", help="descriptor of the lane serve hands connections over")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    ready_fd: Annotated[Optional[int], typer.Option("--ready-fd", help="file descriptor to write a byte to once listening")] = None,
 ) -> None:
-    """An extra SCP process sharing the node's port; started by `serve` when receivers > 1."""
+    """An extra SCP process serving the connections `serve` hands it; started when receivers > 1."""
+    import socket
+
     from dicom_node.receive.scp import NodeServer
 
     settings = settings_from(config, data_dir=data_dir, port=port)
     server = NodeServer(settings)
-    server.start(reconcile_first=False, shared_port=True)
-    if ready_fd is not None:  # serve's Node.start() waits for this
-        os.write(ready_fd, b"\n")
-        os.close(ready_fd)
-    stop = threading.Event()
+    server.start(reconcile_first=False, lane=socket.socket(fileno=lane_fd))
+    stop = server.lane_closed  # serve stopped or is gone
+    assert stop is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()

@@ -1,24 +1,24 @@
 """``dicom-node serve``: the SCP, completion detector, router and outbox relay in one process;
-more receiver processes sharing the SCP port (``receivers``); and — on the embedded broker,
-unless told otherwise — worker processes for every queue. Children are restarted if they die."""
+more receiver processes (``receivers``), to which this one hands the connections it accepts
+(:mod:`dicom_node.receive.dispatch`); and — on the embedded broker, unless told otherwise —
+worker processes for every queue. Children are restarted if they die."""
 
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from dicom_node.config import Settings
 from dicom_node.errors import NodeError
 from dicom_node.queue.app import make_celery
 from dicom_node.queue.outbox import Relay
+from dicom_node.receive.dispatch import Dispatcher
 from dicom_node.receive.scp import NodeServer
 from dicom_node.routing.completion import CompletionDetector
 from dicom_node.routing.router import Router
@@ -55,6 +55,7 @@ class Node:
         self.relay = Relay(self.index, settings.queue, self._send)
         self.router = Router(settings, self.index, on_jobs=self.relay.wake)
         self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
+        self.dispatcher: Dispatcher | None = None  # with more than one receiver
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
         self.children: dict[str, tuple[subprocess.Popen[bytes], list[str]]] = {}  # name → (process, args)
@@ -69,19 +70,23 @@ class Node:
         return self.server.port
 
     def start(self, receiver_timeout_s: float = 60.0) -> None:
-        """Start everything; return only once the extra receiver processes listen too, so that
+        """Start everything; return only once every receiver process serves, so that
         associations opened now (a benchmark's clock started now) meet every receiver, not one
         process that shares its cores with the others' start-up.
 
         Raises NodeError, with everything stopped again, when a receiver exits or is not
-        listening within ``receiver_timeout_s``.
+        serving within ``receiver_timeout_s``.
         """
-        shared = self.settings.receivers > 1
-        self.server.start(shared_port=shared)
-        starting: dict[str, int] = {}  # receiver name → read end of its readiness pipe
-        if shared:  # more receiver processes on the same (now known) port
-            for n in range(1, self.settings.receivers):
-                starting[f"receiver-{n}"] = self._spawn_receiver(f"receiver-{n}")
+        receivers = [f"receiver-{n}" for n in range(self.settings.receivers)]
+        if len(receivers) == 1:
+            self.server.start()
+        else:  # this process accepts, and serves as receiver-0 beside the others
+            self.dispatcher = Dispatcher(self.settings.host, self.settings.port)
+            own_lane = self.dispatcher.add_lane(receivers[0])
+            self.server.start(lane=own_lane, port=self.dispatcher.port)
+            for name in receivers[1:]:
+                self._spawn_receiver(name)
+            self.dispatcher.start()
         self.completion.start()
         self.router.start()
         self.relay.start()
@@ -90,21 +95,22 @@ class Node:
                 args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
                 self.children[f"worker-{queue}"] = (self._spawn(args), args)
         self._supervisor.start()
-        try:
-            _await_ready(starting, receiver_timeout_s)
-        except NodeError:
-            self.stop()
-            raise
+        if self.dispatcher is not None:
+            try:
+                self.dispatcher.wait_ready(receivers[1:], receiver_timeout_s)
+            except NodeError:
+                self.stop()
+                raise
 
-    def _spawn_receiver(self, name: str) -> int:
-        """Start receiver ``name`` with a pipe it writes to once listening; the pipe's read end."""
-        args = ["receive", "--port", str(self.port)]
-        read_fd, write_fd = os.pipe()
+    def _spawn_receiver(self, name: str) -> None:
+        """Start receiver ``name`` on a new lane of the dispatcher."""
+        assert self.dispatcher is not None
+        lane = self.dispatcher.add_lane(name)
+        args = ["receive", "--port", str(self.port), "--lane-fd", str(lane.fileno())]
         try:
-            self.children[name] = (self._spawn(args, ready_fd=write_fd), args)
+            self.children[name] = (self._spawn(args, pass_fd=lane.fileno()), args)
         finally:
-            os.close(write_fd)  # the child holds its own copy: EOF here means it exited
-        return read_fd
+            lane.close()  # the child holds its own copy: the lane closes when the child exits
 
     def _supervise(self) -> None:
         """Restart a child that died; a worker's unfinished job comes back through the outbox."""
@@ -112,14 +118,15 @@ class Node:
             for name, (proc, args) in list(self.children.items()):
                 if proc.poll() is not None and not self._stopping.is_set():
                     log.error("%s exited with %s; restarting it", name, proc.returncode)
-                    self.children[name] = (self._spawn(args), args)
+                    if name.startswith("receiver-"):
+                        self._spawn_receiver(name)
+                    else:
+                        self.children[name] = (self._spawn(args), args)
 
-    def _spawn(self, args: list[str], ready_fd: int | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], pass_fd: int | None = None) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "dicom_node", *args]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
-        if ready_fd is not None:
-            cmd += ["--ready-fd", str(ready_fd)]
         # Flags given to serve reach the workers through the environment they inherit.
         env = {
             "DICOM_NODE_DATA_DIR": str(self.settings.data_dir),
@@ -129,11 +136,13 @@ class Node:
         # Own process group, so stopping a worker also stops its pool processes.
         return subprocess.Popen(
             cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=_die_with_parent,
-            pass_fds=() if ready_fd is None else (ready_fd,),
+            pass_fds=() if pass_fd is None else (pass_fd,),
         )  # fmt: skip
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.dispatcher is not None:  # no new associations; the receivers' lanes close
+            self.dispatcher.stop()
         for proc, _ in self.children.values():
             _signal_group(proc, signal.SIGTERM)
         for proc, _ in self.children.values():
@@ -147,22 +156,3 @@ class Node:
         self.completion.stop()
         self.server.stop()
         self.index.close()
-
-
-def _await_ready(starting: dict[str, int], timeout_s: float) -> None:
-    """Wait until every child in ``starting`` (name → read end of its readiness pipe) wrote that
-    it is listening; closes the pipes. NodeError if one exits first or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    try:
-        while starting:
-            readable = select.select(list(starting.values()), [], [], max(0.0, deadline - time.monotonic()))[0]
-            if not readable:
-                raise NodeError(f"{', '.join(sorted(starting))} not listening after {timeout_s:g} s")
-            for name, fd in list(starting.items()):
-                if fd in readable:
-                    if not os.read(fd, 1):
-                        raise NodeError(f"{name} exited before it was listening; see its log")
-                    os.close(starting.pop(name))
-    finally:
-        for fd in starting.values():
-            os.close(fd)

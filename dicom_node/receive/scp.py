@@ -1,6 +1,7 @@
 """The node's DICOM server: one pynetdicom AE with storage (and Q/R) contexts, access control,
 the C-STORE fast path on established associations, the durable store and the batched index
-writer, reconciled with each other on start."""
+writer, reconciled with each other on start. It listens itself, or serves the connections a
+:class:`~dicom_node.receive.dispatch.Dispatcher` hands it (one of several receivers)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.config import Settings
 from dicom_node.net import NO_DELAY_HANDLER
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_node.receive.dispatch import READY, HandedServer
 from dicom_node.receive.fastpath import FastPath
 from dicom_node.receive.handlers import AccessControl, StoreHandler, handle_echo
 from dicom_node.store.filestore import FileStore
@@ -38,16 +40,6 @@ class Server(ThreadedAssociationServer):
     request_queue_size = 64
 
 
-class SharedPortServer(Server):
-    """A server whose port other receiver processes of the node may bind too (SO_REUSEPORT):
-    the kernel spreads incoming associations over them, so parallel associations use every
-    core instead of sharing one interpreter's GIL."""
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
 class NodeServer:
     """Receive (C-ECHO, C-STORE) and, with ``qr=True``, answer Q/R, until :meth:`stop`."""
 
@@ -65,8 +57,9 @@ class NodeServer:
         assert self._server is not None, "server not started"
         return int(self._server.server_address[1])
 
-    def start(self, reconcile_first: bool = True, shared_port: bool = False) -> None:
-        """Listen; ``reconcile_first`` once per node (not in extra receiver processes)."""
+    def start(self, reconcile_first: bool = True, lane: socket.socket | None = None, port: int | None = None) -> None:
+        """Listen, or with ``lane`` serve what a dispatcher on ``port`` hands over there;
+        ``reconcile_first`` once per node (not in extra receiver processes)."""
         if reconcile_first:
             report = reconcile(self.store, self.index)
             if report.unreadable:
@@ -79,16 +72,25 @@ class NodeServer:
         _config.STORE_RECV_CHUNKED_DATASET = True
         tempfile.tempdir = str(self.store.incoming)
         ae = self._build_ae()
-        server_class = SharedPortServer if shared_port else Server
-        self._server = ae.make_server(
-            (self.settings.host, self.settings.port), evt_handlers=list(self._handlers()), server_class=server_class
-        )
+        address = (self.settings.host, self.settings.port if port is None else port)
+        handlers = list(self._handlers())
+        if lane is None:
+            self._server = ae.make_server(address, evt_handlers=handlers, server_class=Server)
+        else:
+            self._server = ae.make_server(address, evt_handlers=handlers, server_class=HandedServer, lane=lane)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() expects it there
         threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
+        if isinstance(self._server, HandedServer):
+            self._server.report(READY)
         log.info(
             "%s listening on %s:%d, store %s",
             self.settings.ae_title, self.settings.host, self.port, self.store.root,
         )  # fmt: skip
+
+    @property
+    def lane_closed(self) -> threading.Event | None:
+        """Set once the dispatcher no longer hands this server connections; None when it listens itself."""
+        return self._server.lane_closed if isinstance(self._server, HandedServer) else None
 
     def stop(self) -> None:
         if self._server is not None:
