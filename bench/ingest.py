@@ -5,21 +5,22 @@ single 1 GB multi-frame object.
 
     make bench            # or: TCP_NODELAY=1 .venv/bin/python bench/ingest.py [--repeat 3]
 
-Prints wall time (median of --repeat), images/s, MB/s and the ratios node/storescp and
-node/Orthanc. A benchmark measures; it asserts nothing.
+Prints wall time (median of --repeat runs, the receivers taking turns, each run on a fresh
+store after a sync), images/s, MB/s and the ratios node/storescp and node/Orthanc. A benchmark
+measures; it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -173,8 +174,16 @@ def make_gigabyte(folder: Path, frames: int = 2048) -> Path:
     return path
 
 
-def median_time(run: Callable[[], float], repeat: int) -> float:
-    return statistics.median(run() for _ in range(repeat))
+def timed_run(receiver: Receiver, files: list[Path], associations: int) -> float:
+    """One send to ``receiver``, started on a fresh, empty store. Everything earlier runs left
+    in the page cache is written out first: storescp does not sync, and its writeback would
+    otherwise land inside the next receiver's fsyncs."""
+    os.sync()
+    receiver.start()
+    try:
+        return send(receiver.port, files, associations)
+    finally:
+        receiver.stop()
 
 
 def main() -> None:
@@ -190,19 +199,15 @@ def main() -> None:
         for label, files in sets.items():
             mb = sum(f.stat().st_size for f in files) / 1e6
             for associations in (1, 4):
+                runs: dict[str, list[float]] = {receiver.name: [] for receiver in receivers}
+                for _ in range(args.repeat):  # in turn, so that a drift of the machine meets each alike
+                    for receiver in receivers:
+                        runs[receiver.name].append(timed_run(receiver, files, associations))
                 for receiver in receivers:
-
-                    def one_run(receiver: Receiver = receiver, files: list[Path] = files, associations: int = associations) -> float:
-                        receiver.start()  # a fresh, empty store for every run
-                        try:
-                            return send(receiver.port, files, associations)
-                        finally:
-                            receiver.stop()
-
-                    seconds = median_time(one_run, args.repeat)
-                    results[(label, receiver.name, associations)] = seconds
+                    seconds = results[(label, receiver.name, associations)] = statistics.median(runs[receiver.name])
                     print(f"{label:14s} {associations} assoc  {receiver.name:10s} {seconds:7.2f} s  "
-                          f"{len(files) / seconds:8.1f} img/s  {mb / seconds:7.1f} MB/s", flush=True)  # fmt: skip
+                          f"{len(files) / seconds:8.1f} img/s  {mb / seconds:7.1f} MB/s  "
+                          f"(runs: {' '.join(f'{t:.2f}' for t in runs[receiver.name])})", flush=True)  # fmt: skip
         print("\nratios (lower is better for the node)")
         for label in sets:
             for associations in (1, 4):
