@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the node dies, even by SIGKILL (Linux
-    PR_SET_PDEATHSIG), so no orphaned receiver keeps sharing the port with the next node."""
+    PR_SET_PDEATHSIG), so no orphaned receiver or worker goes on beside the next node."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -74,14 +74,18 @@ class Node:
         associations opened now (a benchmark's clock started now) meet every receiver, not one
         process that shares its cores with the others' start-up.
 
-        Raises NodeError, with everything stopped again, when a receiver exits or is not
-        serving within ``receiver_timeout_s``.
+        Raises NodeError, with everything stopped again, when the port cannot be bound, or a
+        receiver exits or is not serving within ``receiver_timeout_s``.
         """
         receivers = [f"receiver-{n}" for n in range(self.settings.receivers)]
-        if len(receivers) == 1:
-            self.server.start()
-        else:  # this process accepts, and serves as receiver-0 beside the others
-            self.dispatcher = Dispatcher(self.settings.host, self.settings.port)
+        try:
+            if len(receivers) == 1:
+                self.server.start()
+            else:  # this process accepts, and serves as receiver-0 beside the others
+                self.dispatcher = Dispatcher(self.settings.host, self.settings.port)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            raise NodeError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from exc
+        if self.dispatcher is not None:
             own_lane = self.dispatcher.add_lane(receivers[0])
             self.server.start(lane=own_lane, port=self.dispatcher.port)
             for name in receivers[1:]:

@@ -64,7 +64,6 @@ class NodeServer:
             report = reconcile(self.store, self.index)
             if report.unreadable:
                 log.error("%d stored files are unreadable; see above", len(report.unreadable))
-        self.writer.start()
         # Where the fast path does not serve (see dicom_node.receive.fastpath), pynetdicom
         # streams received datasets to NamedTemporaryFile in the default temp folder: point it
         # at our incoming folder (same filesystem as the store) so a received file is committed
@@ -79,6 +78,7 @@ class NodeServer:
         else:
             self._server = ae.make_server(address, evt_handlers=handlers, server_class=HandedServer, lane=lane)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() expects it there
+        self.writer.start()  # once bound: a port in use leaves nothing running
         threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
         if isinstance(self._server, HandedServer):
             self._server.report(READY)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dicom_node.config import load_settings
+from dicom_node.errors import NodeError
 from dicom_node.node import Node
 from dicom_node.store.index import Index
 from dicom_node.synthetic import StudySpec, ct_series, write_series
@@ -85,3 +88,14 @@ def test_a_receiver_that_dies_is_replaced_and_every_association_is_served(tmp_pa
             assert echo(node.port) == 0
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("receivers", [1, 2])
+def test_a_port_in_use_fails_the_start_with_a_clear_error(tmp_path, receivers):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = load_settings(data_dir=tmp_path / "node", host="127.0.0.1", port=port, receivers=receivers)
+        node = Node(settings, workers=False)
+        with pytest.raises(NodeError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
+            node.start()
+        node.index.close()
