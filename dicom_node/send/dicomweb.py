@@ -22,6 +22,9 @@ def stow_files(
     from dicomweb_client.api import DICOMwebClient
 
     client = DICOMwebClient(url=dest.url)
+    # The send job retries with back-off (dicom_node.queue); the client's own five attempts
+    # only held a send worker some 30 s per attempt on a destination that is down.
+    client.set_http_retry_params(retry=False)
     report = SendReport()
     for start in range(0, len(paths), batch):
         chunk = list(paths[start : start + batch])
