@@ -96,11 +96,18 @@ def let_peer_in(assoc: Association, timeout: float = 1.0) -> None:
 class Blindfold:
     """Stands in for pynetdicom's AssociationSocket while our own code reads the socket:
     nothing is ever ready to be read by pynetdicom; sending and closing still reach the socket.
-    ``handed_over`` is set once pynetdicom's reader has polled it twice (it has let go)."""
+    ``handed_over`` is set once pynetdicom's reader has polled it twice (it has let go).
 
-    def __init__(self, wrapped: Any) -> None:
+    With ``park_s``, each later poll holds pynetdicom's DUL thread up to that long, or until
+    :meth:`release`: a DUL polling every few milliseconds takes the GIL from the thread doing
+    the work some two hundred times a second, for nothing but what others queue to send.
+    """
+
+    def __init__(self, wrapped: Any, park_s: float = 0.0) -> None:
         self._wrapped = wrapped
         self._polls = 0
+        self._park_s = park_s
+        self._released = threading.Event()
         self.handed_over = threading.Event()
 
     @property
@@ -108,7 +115,14 @@ class Blindfold:
         self._polls += 1
         if self._polls >= 2:
             self.handed_over.set()
+            if self._park_s:
+                self._released.wait(self._park_s)
         return False
+
+    def release(self) -> None:
+        """Let the DUL thread go on at once, and never hold it again."""
+        self._park_s = 0.0
+        self._released.set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapped, name)

@@ -62,9 +62,9 @@ _BUFFER = 1 << 20  # socket reads; a data set is written from it as it arrives, 
 _MAX_COMMAND = 64 * 1024  # a C-STORE-RQ command is a few hundred bytes
 _WRITEBACK_EVERY = 8 << 20  # a large object has its writeback started as it arrives
 _HANDOVER_TIMEOUT_S = 2.0
-# While the fast path reads, pynetdicom's DUL thread only sends what others queue (an abort):
-# it needs not wake every millisecond for that.
-_IDLE_POLL_S = 0.005
+# While the fast path reads, pynetdicom's DUL thread only sends what others queue (an abort
+# from another thread): it is parked this long per poll, and let go at once on hand-back.
+_DUL_PARK_S = 0.05
 _LOW_LEVEL_EVENTS = (
     evt.EVT_DATA_RECV, evt.EVT_DATA_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT,
     evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_FSM_TRANSITION,
@@ -76,7 +76,7 @@ _LOGGING_HANDLERS = {
     if hasattr(_handlers, name)
 }
 _ASSOC_INTERNALS = ("_run_reactor", "_serve_request", "_kill", "_accepted_cx", "_sent_release")
-_DUL_INTERNALS = ("_run_loop_delay", "_idle_timer", "state_machine", "event_queue", "to_user_queue", "_recv_pdu")
+_DUL_INTERNALS = ("_idle_timer", "state_machine", "event_queue", "to_user_queue", "_recv_pdu")
 _names = itertools.count()
 
 
@@ -223,7 +223,8 @@ class FastReactor:
         self.dul = assoc.dul
         self.wrapper = assoc.dul.socket
         self.sock: socket.socket = self.wrapper.socket
-        self.poll_s: float = self.dul._run_loop_delay
+        self.blindfold: Blindfold | None = None  # while the fast path reads
+        self.temp_prefix = f"fast-{os.getpid()}-"  # unique across the node's receiver processes
         self.stream = _Stream(self.sock)
         self.calling = ""
         self.extended: dict[str, Any] = {}
@@ -252,7 +253,7 @@ class FastReactor:
         finally:
             if isinstance(self.dul.socket, Blindfold):
                 self.dul.socket = self.wrapper
-            self.dul._run_loop_delay = self.poll_s
+            self._release_dul()
 
     # -- taking the socket's reads from pynetdicom and giving them back -------------------------
 
@@ -261,16 +262,23 @@ class FastReactor:
         dul, assoc = self.dul, self.assoc
         if not assoc.is_established or not dul.is_alive() or self.wrapper.socket is not self.sock:
             return False
-        blindfold = Blindfold(self.wrapper)
+        blindfold = Blindfold(self.wrapper, park_s=_DUL_PARK_S)
         dul.socket = blindfold
         if not blindfold.handed_over.wait(_HANDOVER_TIMEOUT_S) or self._dul_busy():
             dul.socket = self.wrapper
+            blindfold.release()
             return False
+        self.blindfold = blindfold
         self.sock_timeout = self.sock.gettimeout()
         self.sock.settimeout(assoc.network_timeout)
-        dul._run_loop_delay = _IDLE_POLL_S
         self.stream.reset()
         return True
+
+    def _release_dul(self) -> None:
+        """Let pynetdicom's DUL thread poll at its own pace again."""
+        if self.blindfold is not None:
+            self.blindfold.release()
+            self.blindfold = None
 
     def _dul_busy(self) -> bool:
         """pynetdicom read something before it let go, or is mid-message: it serves that first."""
@@ -286,10 +294,10 @@ class FastReactor:
 
     def _give_back(self, replay: bytes, restart_idle: bool) -> None:
         self.sock.settimeout(self.sock_timeout)
-        self.dul._run_loop_delay = self.poll_s
         if restart_idle:  # the DUL's network timer saw none of our reads
             self.dul._idle_timer.restart()
         self.dul.socket = _Replay(self.wrapper, replay, self.dul) if replay else self.wrapper
+        self._release_dul()  # it reads the replayed message now, not after its park
 
     def _pynetdicom_serves_one(self) -> bool:
         """Run pynetdicom's reactor until it has served one request (True: take over again) or
@@ -316,7 +324,7 @@ class FastReactor:
         return False
 
     def _abort(self) -> None:
-        self.dul._run_loop_delay = self.poll_s
+        self._release_dul()  # it must send the A-ABORT; the blindfold stays, so it reads nothing
         if self.assoc.is_established:
             self.assoc.abort()  # the DUL sends A-ABORT and closes; the blindfold keeps it from reading
 
@@ -388,7 +396,7 @@ class FastReactor:
         in the current PDU. A file that cannot be made or written is answered 0xA700 once the
         data set has been read."""
         context = self.assoc._accepted_cx[request.context_id]
-        path = self.handler.store.incoming / f"fast-{os.getpid()}-{next(_names)}.part"
+        path = self.handler.store.incoming / f"{self.temp_prefix}{next(_names)}.part"
         fd: int | None = None
         failed: OSError | None = None
         try:
