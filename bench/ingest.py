@@ -3,7 +3,7 @@
 same run, one association and four in parallel; plus the node's peak RSS while receiving a
 single 1 GB multi-frame object.
 
-    make bench            # or: TCP_NODELAY=1 .venv/bin/python bench/ingest.py [--repeat 3]
+    make bench            # or: TCP_NODELAY=1 .venv/bin/python bench/ingest.py [--repeat 5]
 
 Prints wall time (median of --repeat runs, the receivers taking turns, each run on a fresh
 store after a sync), images/s, MB/s and the ratios node/storescp and node/Orthanc. A benchmark
@@ -198,7 +198,7 @@ def timed_run(receiver: Receiver, files: list[Path], associations: int) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per receiver and set; single runs vary by ±20 %% here")
     parser.add_argument("--skip-gigabyte", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dicom-node-bench-"))

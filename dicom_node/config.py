@@ -118,8 +118,8 @@ class Settings(BaseSettings):
         default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1,
         description="SCP processes; with more than one, serve accepts and hands each association to the one "
         "serving fewest. Parallel associations of small images need them (2 cores, 1000 × 64² over four "
-        "associations: 1.8 s with one, 1.2 s with two); an idle receiver takes no CPU from the workers. "
-        "Default: one per core, at most 4",
+        "associations, bench/ingest.py medians: 1.55 s with one, 1.10 s with two); an idle receiver takes no "
+        "CPU from the workers. Default: one per core, at most 4",
     )
     network_timeout_s: float = 60.0
     allowed_peers: list[Peer] = Field(default_factory=list, description="empty: any calling AE is accepted")
