@@ -9,7 +9,8 @@ the association, its reactor (``Association._run_reactor``) is replaced by
 
 1. It takes the socket's reads from pynetdicom's DUL thread: the DUL's socket wrapper is swapped
    for a :class:`Blindfold` that reports nothing to read (the DUL still sends what it is
-   given), once the DUL thread has polled it twice, i.e. is no longer inside a read.
+   given), once the DUL thread has polled it twice, i.e. is no longer inside a read. Its
+   later polls are parked rather than repeated every few milliseconds, until hand-back.
 2. It reads P-DATA-TF PDUs (PS3.8 9.3.5) itself. A C-STORE-RQ on an accepted storage context
    whose command :func:`~dicom_node.receive.wire.store_request` takes has its data set
    streamed straight into a file in ``incoming`` (File Meta as pynetdicom writes it), which
