@@ -180,6 +180,8 @@ class Dispatcher:
                 self._close(lane)
                 continue
             lane.active += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("connection from %s to %s (%d associations there)", _peer(conn), lane.name, lane.active)
             return
         log.error("no receiver takes connections: closed one from %s", _peer(conn))
 
