@@ -120,8 +120,7 @@ class Blindfold:
         return False
 
     def release(self) -> None:
-        """Let the DUL thread go on at once, and never hold it again."""
-        self._park_s = 0.0
+        """Let the DUL thread go on at once, and never hold it again (the event stays set)."""
         self._released.set()
 
     def __getattr__(self, name: str) -> Any:
