@@ -28,7 +28,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.loopback import ENV, free_port  # noqa: E402
+from tests.tools import DCMTK_ENV as ENV  # noqa: E402
+from tests.tools import free_port  # noqa: E402
 from dicom_node.synthetic import StudySpec, ct_series, write_series  # noqa: E402
 
 def wait_port(port: int, timeout: float = 30) -> None:

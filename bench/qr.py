@@ -38,7 +38,7 @@ from dicom_node.store.header import read_header
 from dicom_node.store.index import Index
 from dicom_node.store.models import Instance, Patient, Series, Study
 from dicom_node.synthetic import StudySpec, ct_series
-from tests.conftest import DCMTK_ENV, free_port
+from tests.tools import DCMTK_ENV, free_port
 from tests.orthanc import Orthanc
 
 LAST = ["SMITH", "JONES", "MULLER", "GARCIA", "ROSSI", "DUBOIS", "NOVAK", "KIM", "SATO", "SILVA", "COHEN", "OKAFOR"]

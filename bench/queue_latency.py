@@ -23,7 +23,8 @@ import yaml
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.loopback import ENV, free_port  # noqa: E402
+from tests.tools import DCMTK_ENV as ENV  # noqa: E402
+from tests.tools import free_port  # noqa: E402
 from dicom_node.config import load_settings  # noqa: E402
 from dicom_node.node import Node  # noqa: E402
 from dicom_node.store.models import CompletionEvent, Job, JobEvent, utcnow  # noqa: E402

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from dicom_node.config import DicomDestination
-from tests.conftest import DCMTK_ENV, free_port, wait_for
+from tests.tools import DCMTK_ENV, MISSING_HINT, free_port, wait_for
 
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"  # Debian package orthanc-dicomweb
@@ -24,8 +24,9 @@ class Orthanc:
     def __init__(
         self, folder: Path, modalities: dict[str, tuple[str, int]], ae_title: str = "ORTHANC", dicomweb: bool = False
     ) -> None:
-        if shutil.which(ORTHANC) is None:
-            raise FileNotFoundError(f"{ORTHANC} is not installed (Debian package orthanc)")
+        for path in (ORTHANC, DICOMWEB_PLUGIN):
+            if not Path(path).exists():
+                pytest.fail(f"{path} is missing: {MISSING_HINT}", pytrace=False)
         self.ae_title, self.dicom_port, self.http_port = ae_title, free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
         config = {

@@ -18,7 +18,7 @@ from dicom_node.config import DicomDestination, Settings, load_settings
 from dicom_node.receive.scp import NodeServer
 from dicom_node.store.header import read_header
 from dicom_node.synthetic import StudySpec, ct_series, mr_series, xray_instance
-from tests.conftest import DCMTK_ENV, free_port, postgres_database, require, wait_for
+from tests.conftest import DCMTK_ENV, free_port, tool, wait_for
 
 NODE_AE = "QRNODE"
 
@@ -95,11 +95,10 @@ class StoreSCP:
     """DCMTK storescp writing what it receives to ``folder``."""
 
     def __init__(self, folder: Path, ae_title: str = "STORESCP", *extra: str) -> None:
-        require("storescp")
         self.folder, self.ae_title, self.port = folder, ae_title, free_port()
         folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["storescp", "-aet", ae_title, "-od", str(folder), *extra, str(self.port)],
+            [tool("storescp"), "-aet", ae_title, "-od", str(folder), *extra, str(self.port)],
             env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         wait_for(self._listening, "storescp listening", timeout=10)
@@ -127,10 +126,12 @@ class StoreSCP:
 
 
 @contextmanager
-def serving_node(backend: str, folder: Path, **destinations: DicomDestination) -> Iterator[Node]:
-    """A populated node whose index is on ``backend`` ("sqlite" or "postgresql")."""
+def serving_node(request: pytest.FixtureRequest, folder: Path, **destinations: DicomDestination) -> Iterator[Node]:
+    """A populated node whose index is on the backend the fixture is parametrised with
+    ("sqlite", the default, or "postgresql": a fresh database on the session's own server)."""
     with ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if backend == "postgresql" else None
+        postgres = getattr(request, "param", "sqlite") == "postgresql"
+        url = stack.enter_context(request.getfixturevalue("postgres_server").database()) if postgres else None
         server = start_node(folder, url, **destinations)
         stack.callback(server.index.close)
         stack.callback(server.stop)
@@ -145,8 +146,8 @@ def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreSCP]:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory, storescp: StoreSCP) -> Iterator[Node]:
-    with serving_node("sqlite", tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
+def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, storescp: StoreSCP) -> Iterator[Node]:
+    with serving_node(request, tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
         yield served
 
 

@@ -16,7 +16,7 @@ from tests.qr.conftest import NODE_AE, Node, StoreSCP, serving_node
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def node(request, tmp_path_factory, storescp: StoreSCP) -> Iterator[Node]:
-    with serving_node(request.param, tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
+    with serving_node(request, tmp_path_factory.mktemp("node"), storescp=storescp.destination) as served:
         yield served
 
 

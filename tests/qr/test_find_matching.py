@@ -15,7 +15,7 @@ from tests.qr.conftest import NODE_AE, Node, serving_node
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def node(request, tmp_path_factory) -> Iterator[Node]:
-    with serving_node(request.param, tmp_path_factory.mktemp("node")) as served:
+    with serving_node(request, tmp_path_factory.mktemp("node")) as served:
         yield served
 
 

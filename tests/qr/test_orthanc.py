@@ -76,9 +76,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     node = start_node(tmp / "node")
     try:
         orthanc = Orthanc(tmp / "orthanc", {"node": (NODE_AE, node.port)})
-    except (FileNotFoundError, RuntimeError, AssertionError) as exc:
+    except BaseException:
         node.stop()
-        pytest.skip(f"Orthanc cannot start here: {exc}")
+        raise
     node.settings.destinations["orthanc"] = orthanc.destination
     try:
         on_orthanc = {}

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from dicom_node.store.header import InstanceRecord
 from dicom_node.store.index import Index
 from dicom_node.store.models import CompletionEvent, Instance, Study, utcnow
-from tests.conftest import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,7 +21,7 @@ def index(request, tmp_path) -> Iterator[Index]:
         yield idx
         idx.close()
         return
-    with postgres_database() as url:
+    with request.getfixturevalue("postgres_server").database() as url:
         idx = Index(url)
         yield idx
         idx.close()
