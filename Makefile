@@ -1,6 +1,8 @@
-# Two commands do all set-up: `make run` and `make test`. Each creates .venv and installs
-# what is missing. torch is installed first, pinned, so pip takes the CPU wheel instead of
-# pulling a multi-GB CUDA build; on a GPU host set TORCH_SPEC (see README).
+# Two commands do all set-up: `make run` and `make test`. Each creates .venv and installs what is
+# missing; `make test` also installs the OS packages the tests run as peers
+# (deploy/system-packages.sh: apt-get as root or via sudo -n, else it prints the command to run).
+# torch is installed first, pinned, so pip takes the CPU wheel instead of pulling a multi-GB
+# CUDA build; on a GPU host set TORCH_SPEC (see README).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,25 +10,37 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?= --config deploy/demo.yaml
 PYTEST_ARGS ?=
+# The tests that talk to Redis, PostgreSQL and Orthanc: check-fresh runs them where the
+# machine's own services cannot be reached.
+FRESH_TESTS ?= tests/store/test_index.py tests/qr/test_orthanc.py tests/e2e/test_sidecar_e2e.py
 
-.PHONY: run test install bench clean
+.PHONY: run test install system-packages check-fresh bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[test]'
+	@echo "installing into $(VENV) (torch first: a large download on a fresh machine)"
+	$(PY) -m pip install --progress-bar on $(TORCH_SPEC)
+	$(PY) -m pip install --progress-bar on -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)
 
+system-packages:
+	@bash deploy/system-packages.sh
+
 run: $(STAMP)
 	$(VENV)/bin/dicom-node serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	TCP_NODELAY=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The same tests in a network namespace of their own (loopback only): they pass only if every
+# server they need is one they started. Needs root or unprivileged user namespaces.
+check-fresh: $(STAMP) system-packages
+	unshare -n sh -c 'ip link set lo up && TCP_NODELAY=1 $(PY) -m pytest -q $(FRESH_TESTS)'
 
 bench: $(STAMP)
 	TCP_NODELAY=1 $(PY) bench/ingest.py
