@@ -17,7 +17,7 @@ FRESH_TESTS ?= tests/store/test_index.py tests/qr/test_orthanc.py tests/e2e/test
 .PHONY: run test install system-packages check-fresh bench clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { echo "cannot create $(VENV): on Debian/Ubuntu install python3-venv"; exit 1; }
 
 $(STAMP): $(PY) pyproject.toml
 	@echo "installing into $(VENV) (torch first: a large download on a fresh machine)"
