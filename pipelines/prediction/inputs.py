@@ -3,9 +3,16 @@
 
 FHIR: the Bundle is validated with ``fhir.resources`` as R5 and, failing that, R4B (most EHRs
 still speak R4). Observations are read from ``code`` and from ``component`` (systolic BP arrives
-inside a blood-pressure panel). Statuses other than final/amended/corrected/preliminary, codes
-the model does not use, imprecise dates and implausible values are skipped and counted;
-a value in a unit that cannot be converted is an error (:class:`~pipelines.base.PipelineError`).
+inside a blood-pressure panel). Statuses other than final/amended/corrected/preliminary and
+codes the model does not use are skipped and counted. A model input that cannot be used — no
+numeric value, no precise time, a value outside the feature's plausible range (a negative
+eGFR) — is dropped, counted *and* named in ``ParsedInput.warnings``, so the result says which
+values it did not use. A value without a unit takes the unit its LOINC code implies (see
+:mod:`~pipelines.prediction.codes`; counted in ``units_inferred``); a unit that cannot be
+converted is an error (:class:`~pipelines.base.PipelineError`).
+
+Whether what is left suffices to predict is decided by :func:`insufficient`, which gives the
+reason a patient is not assessable.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ from pipelines.base import PipelineError
 from pipelines.prediction.codes import FEATURES, LOINC_SYSTEM, UnitError, by_loinc
 from pipelines.prediction.features import PatientSeries
 
-__all__ = ["Observed", "ParsedInput", "read_observations", "to_series"]
+__all__ = ["Observed", "ParsedInput", "insufficient", "read_observations", "select", "to_series"]
 
 _USABLE_STATUS = {"final", "amended", "corrected", "preliminary"}
 _UCUM = "http://unitsofmeasure.org"
 _YEAR = timedelta(days=365.25)
+_KIDNEY = ("egfr", "creatinine")
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,20 @@ class Observed:
 
 @dataclass
 class ParsedInput:
+    """The usable observations, counts of what was skipped by reason, and one warning naming
+    each model input that was dropped."""
+
     observations: list[Observed]
     ignored: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    units_inferred: Counter[str] = field(default_factory=Counter)
     subject: str | None = None
     format: str = ""
+
+    def drop(self, reason: str, warning: str) -> None:
+        """Count a dropped model input under ``reason`` and name it in the warnings."""
+        self.ignored[reason] += 1
+        self.warnings.append(warning)
 
 
 def read_observations(path: Path, patient_id: str | None = None) -> ParsedInput:
@@ -101,7 +119,7 @@ def _read_bundle(text: str, name: str, patient_id: str | None) -> ParsedInput:
             parsed.ignored["other patient"] += 1
             continue
         reference = f"Observation/{resource.id}" if resource.id else entry.fullUrl
-        found = _from_observation(resource, reference, parsed.ignored)
+        found = _from_observation(resource, reference, parsed)
         if found and subject:
             subjects.add(subject)
         parsed.observations.extend(found)
@@ -115,32 +133,36 @@ def _same_patient(reference: str | None, patient_id: str) -> bool:
     return reference is not None and (reference == patient_id or reference.endswith(f"Patient/{patient_id}"))
 
 
-def _from_observation(obs: Any, reference: str | None, ignored: Counter[str]) -> list[Observed]:
+def _from_observation(obs: Any, reference: str | None, parsed: ParsedInput) -> list[Observed]:
     if obs.status not in _USABLE_STATUS:
-        ignored[f"status {obs.status}"] += 1
-        return []
-    when = _effective_time(obs)
-    if when is None:
-        ignored["no precise effective time"] += 1
+        parsed.ignored[f"status {obs.status}"] += 1
         return []
     # (coded concept, quantity) pairs: the observation itself, then its components
     pairs = [(obs.code, obs.valueQuantity)] + [(c.code, c.valueQuantity) for c in obs.component or []]
-    found = []
+    inputs = []  # (LOINC code, feature, quantity) of the model's inputs among them
     for concept, quantity in pairs:
         loinc = [c.code for c in concept.coding or [] if c.system == LOINC_SYSTEM and c.code]
-        feature = next((f for f in map(by_loinc, loinc) if f is not None), None)
-        if feature is None:
-            if concept is obs.code and not obs.component:
-                ignored[f"code not used: {', '.join(loinc) or concept.text or 'uncoded'}"] += 1
-            continue
-        if quantity is None or quantity.value is None:
-            ignored["no numeric value"] += 1
-            continue
-        unit = quantity.code if quantity.code and quantity.system in (None, _UCUM) else quantity.unit
-        observed = _checked(feature, float(quantity.value), unit, when, reference, ignored)
-        if observed is not None:
-            found.append(observed)
-    return found
+        found = next(((code, f) for code in loinc if (f := by_loinc(code)) is not None), None)
+        if found is not None:
+            inputs.append((*found, quantity))
+        elif concept is obs.code and not obs.component:
+            parsed.ignored[f"code not used: {', '.join(loinc) or concept.text or 'uncoded'}"] += 1
+    when = _effective_time(obs)
+    observed = []
+    for code, feature, quantity in inputs:
+        what = f"{FEATURES[feature].display} (LOINC {code}, {reference or 'Observation without id'})"
+        if when is None:
+            parsed.drop("no precise effective time", f"{what}: no precise effective time; not used")
+        elif quantity is None or quantity.value is None:
+            parsed.drop("no numeric value", f"{what}: no numeric value; not used")
+        else:
+            # a coded unit of another system than UCUM is not guessed at: its code stands as an unknown unit
+            ucum = quantity.code and quantity.system in (None, _UCUM)
+            unit = quantity.code if ucum else (quantity.unit or quantity.code)
+            kept = _checked(feature, code, float(quantity.value), unit, when, what, parsed, reference)
+            if kept is not None:
+                observed.append(kept)
+    return observed
 
 
 def _effective_time(obs: Any) -> datetime | None:
@@ -160,16 +182,33 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 def _checked(
-    feature: int, value: float, unit: str | None, when: datetime, reference: str | None, ignored: Counter[str]
+    feature: int,
+    code: str,
+    value: float,
+    unit: str | None,
+    when: datetime,
+    what: str,
+    parsed: ParsedInput,
+    reference: str | None = None,
 ) -> Observed | None:
+    """The observation in the feature's canonical unit, or None (dropped and named) when the
+    value is outside the plausible range."""
     spec = FEATURES[feature]
+    if unit is None or not unit.strip():
+        unit = spec.loinc[code]
+        parsed.units_inferred[f"{code} as {unit}"] += 1
     try:
         canonical = spec.to_canonical(value, unit)
     except UnitError as exc:
-        raise PipelineError(str(exc)) from None
+        raise PipelineError(f"{what}: {exc}") from None
     low, high = spec.plausible
     if not (low <= canonical <= high):
-        ignored[f"implausible {spec.name} value"] += 1
+        shown = f"{value:g} {unit}" + (f" (= {canonical:.3g} {spec.unit})" if canonical != value else "")
+        parsed.drop(
+            f"implausible {spec.name} value",
+            f"{what} at {when.isoformat()}: {shown} is outside the plausible range {low:g} to {high:g} {spec.unit}; "
+            "not used",
+        )
         return None
     return Observed(when, feature, canonical, reference)
 
@@ -182,7 +221,7 @@ def _read_csv(text: str, name: str) -> ParsedInput:
         raise PipelineError(f"{name}: missing column(s) {', '.join(missing)}; expected timestamp,code,value[,unit]")
     parsed = ParsedInput([], format="csv")
     for line_no, row in enumerate(reader, start=2):
-        code = (row.get(columns["code"]) or "").strip().removeprefix("LOINC:").removeprefix(f"{LOINC_SYSTEM}|")
+        code = (row.get(columns["code"]) or "").strip().removeprefix("LOINC:").removeprefix(f"{LOINC_SYSTEM}|").strip()
         feature = by_loinc(code)
         if feature is None:
             parsed.ignored[f"code not used: {code or 'empty'}"] += 1
@@ -195,27 +234,38 @@ def _read_csv(text: str, name: str) -> ParsedInput:
         if when is None or not np.isfinite(value):
             raise PipelineError(f"{name} line {line_no}: timestamp and a finite value are required")
         unit = (row.get(columns["unit"]) or "").strip() if "unit" in columns else ""
-        observed = _checked(feature, value, unit or None, when, None, parsed.ignored)
+        what = f"{FEATURES[feature].display} (LOINC {code}, {name} line {line_no})"
+        observed = _checked(feature, code, value, unit or None, when, what, parsed)
         if observed is not None:
             parsed.observations.append(observed)
     return parsed
 
 
-def to_series(parsed: ParsedInput, index: datetime | None = None) -> tuple[PatientSeries, datetime, list[Observed]]:
-    """The model's view of the observations up to ``index`` (default: the last observation),
-    the index used and the observations kept. Later observations are counted as ignored."""
-    if not parsed.observations:
-        raise PipelineError("no usable observations (eGFR, creatinine, HbA1c, systolic BP, UACR by LOINC)")
-    index = index or max(o.time for o in parsed.observations)
-    kept = [o for o in parsed.observations if o.time <= index]
+def select(parsed: ParsedInput, index: datetime | None = None) -> tuple[datetime | None, list[Observed]]:
+    """The index date (given, or the last observation's; None when there is neither) and the
+    observations up to it. Later observations are counted as ignored."""
+    if index is None and parsed.observations:
+        index = max(o.time for o in parsed.observations)
+    kept = [o for o in parsed.observations if index is not None and o.time <= index]
     if len(kept) < len(parsed.observations):
         parsed.ignored["after the index date"] += len(parsed.observations) - len(kept)
-    kidney = {i for i, f in enumerate(FEATURES) if f.name in ("egfr", "creatinine")}
-    if not any(o.feature in kidney for o in kept):
-        raise PipelineError("no eGFR or serum creatinine observation up to the index date: kidney function is required")
-    series = PatientSeries(
+    return index, kept
+
+
+def insufficient(kept: list[Observed]) -> str | None:
+    """Why ``kept`` is not enough to predict from, or None when it is: the model needs kidney
+    function (an eGFR or a serum creatinine) at least once."""
+    if not kept:
+        return "no usable eGFR, creatinine, HbA1c, systolic BP or UACR observation up to the index date"
+    if not any(FEATURES[o.feature].name in _KIDNEY for o in kept):
+        return "no usable eGFR or serum creatinine observation up to the index date: kidney function is required"
+    return None
+
+
+def to_series(kept: list[Observed], index: datetime) -> PatientSeries:
+    """The model's view of ``kept``: times in years relative to ``index``."""
+    return PatientSeries(
         times=np.array([(o.time - index) / _YEAR for o in kept]),
         features=np.array([o.feature for o in kept]),
         values=np.array([o.value for o in kept]),
     )
-    return series, index, kept

@@ -1,9 +1,15 @@
 """The ``prediction`` sidecar: 12-month risk of chronic-kidney-disease progression from one
 patient's eGFR, creatinine, HbA1c, systolic BP and UACR history (FHIR Bundle or CSV).
 
-Output: ``data`` (risk, horizon, outcome definition, inputs used, missingness, what was
-ignored and why, model identity), SR report items (risk as NUM in percent) and a FHIR R5
-``RiskAssessment`` whose ``basis`` cites the Observations used.
+Output: ``data`` (status, risk, horizon, outcome definition, inputs used, missingness, what was
+ignored and why, a warning naming each input value not used, model identity), SR report items
+(risk as NUM in percent) and a FHIR R5 ``RiskAssessment`` whose ``basis`` cites the
+Observations used.
+
+When what is left after dropping unusable values is not enough to predict (no eGFR or
+creatinine up to the index date), the result is *not assessable*: ``risk`` is None, the
+reason is given, the SR risk item is a TEXT saying so and the RiskAssessment carries no
+probability — never a number computed from too little.
 
 The model is trained on synthetic patients only (see ``model/MODEL_CARD.md``): research and
 integration testing, not clinical use.
@@ -28,7 +34,7 @@ from pipelines.base import (
 )
 from pipelines.prediction.codes import FEATURES
 from pipelines.prediction.cohort import HORIZON_MONTHS, OUTCOME
-from pipelines.prediction.inputs import Observed, read_observations, to_series
+from pipelines.prediction.inputs import Observed, ParsedInput, insufficient, read_observations, select, to_series
 from pipelines.prediction.model import DEFAULT_MODEL_PATH, RiskModel
 from pipelines.registry import register
 
@@ -45,11 +51,13 @@ _HORIZON = Code("RISK-HORIZON", CODE_SCHEME, "Prediction horizon")
 _N_USED = Code("OBS-USED", CODE_SCHEME, "Observations used")
 _DEFINITION = Code("OUTCOME-DEF", CODE_SCHEME, "Outcome definition")
 _CAUTION = Code("USE-LIMITS", CODE_SCHEME, "Limits of use")
+_DROPPED = Code("INPUT-DROPPED", CODE_SCHEME, "Input value not used")
 _PERCENT = Code("%", "UCUM", "percent")
 _MONTHS = Code("mo", "UCUM", "month")
 _NO_UNITS = Code("1", "UCUM", "no units")
 _CAUTION_TEXT = "Model trained on synthetic patients only; research use, not for clinical use."
 _MAX_BASIS = 200
+_MAX_WARNINGS_REPORTED = 20  # in the SR and the RiskAssessment; the JSON data lists them all
 
 
 @register
@@ -85,50 +93,95 @@ class CkdProgressionPipeline(SidecarPipeline):
         if params:
             raise PipelineError(f"unknown parameters for prediction pipeline: {', '.join(sorted(params))}")
         parsed = read_observations(Path(input_path), patient_id)
-        series, index, kept = to_series(parsed, _parse_index(index_date))
-        risk = float(self.model.predict([series])[0])
+        index, kept = select(parsed, _parse_index(index_date))
         subject = f"Patient/{patient_id}" if patient_id else parsed.subject
+        reason = insufficient(kept)
+        risk = None
+        if reason is None and index is not None:  # observations were kept, so there is an index
+            risk = float(self.model.predict([to_series(kept, index)])[0])
+            log.info("prediction scored %d observations (format %s)", len(kept), parsed.format)
+        else:
+            log.info("prediction not assessable: %s", reason)
+        if parsed.warnings:
+            log.info("prediction: %d input values not used (named in the result's warnings)", len(parsed.warnings))
+        return self._result(risk, reason, index, kept, parsed, Path(input_path), subject)
+
+    def _result(
+        self,
+        risk: float | None,
+        reason: str | None,
+        index: datetime | None,
+        kept: list[Observed],
+        parsed: ParsedInput,
+        input_path: Path,
+        subject: str | None,
+    ) -> SidecarResult:
+        """The result of a risk (``reason`` None) or of a patient not assessable for ``reason``."""
         card = self.model.metadata.get("metrics", {}).get("test", {})
-        log.info("prediction scored %d observations (format %s)", len(kept), parsed.format)
         data = {
-            "risk": round(risk, 4),
+            "status": "assessed" if risk is not None else "not assessable",
+            "risk": round(risk, 4) if risk is not None else None,
+            **({"not_assessable_reason": reason} if reason else {}),
             "horizon_months": HORIZON_MONTHS,
             "outcome": OUTCOME,
-            "index_date": index.isoformat(),
+            "index_date": index.isoformat() if index else None,
             "input": {
-                "file": Path(input_path).name,
+                "file": input_path.name,
                 "format": parsed.format,
                 "observations_used": len(kept),
                 "ignored": dict(sorted(parsed.ignored.items())),
+                "units_inferred": dict(sorted(parsed.units_inferred.items())),
             },
+            "warnings": parsed.warnings,
             "inputs_used": _inputs_used(kept),
-            "missingness": _missingness(kept, index),
+            "missingness": _missingness(kept, index) if kept and index else None,
             "model": {
                 "file": self.model_path.name,
                 "sha256": self.model.checksum,
                 "held_out_metrics": {k: card.get(k) for k in ("auc", "brier", "n")},
             },
         }
+        if risk is not None:
+            risk_item = ReportItem(_RISK, value=round(100 * risk, 1), unit=_PERCENT)
+        else:
+            risk_item = ReportItem(_RISK, text=f"Not assessable: {reason}")
         return SidecarResult(
             pipeline=self.name,
             version=self.version,
-            summary=_summary(risk, kept, index),
+            summary=_summary(risk, reason, kept, index, len(parsed.warnings)),
             data=data,
             report_title=_TITLE,
             report_items=[
-                ReportItem(_RISK, value=round(100 * risk, 1), unit=_PERCENT),
+                risk_item,
                 ReportItem(_HORIZON, value=float(HORIZON_MONTHS), unit=_MONTHS),
                 ReportItem(_N_USED, value=float(len(kept)), unit=_NO_UNITS),
                 ReportItem(_DEFINITION, text=OUTCOME),
                 ReportItem(_CAUTION, text=_CAUTION_TEXT),
+                *(ReportItem(_DROPPED, text=w) for w in _reported(parsed.warnings)),
             ],
-            fhir=[self._risk_assessment(risk, index, kept, subject)],
+            fhir=[self._risk_assessment(risk, reason, index, kept, subject, parsed.warnings)],
         )
 
     def _risk_assessment(
-        self, risk: float, index: datetime, kept: list[Observed], subject: str | None
+        self,
+        risk: float | None,
+        reason: str | None,
+        index: datetime | None,
+        kept: list[Observed],
+        subject: str | None,
+        warnings: list[str],
     ) -> dict[str, Any]:
         basis = list(dict.fromkeys(o.reference for o in kept if o.reference))[-_MAX_BASIS:]
+        prediction: dict[str, Any] = {"outcome": {**_concept(_OUTCOME), "text": OUTCOME}}
+        if risk is not None and index is not None:
+            prediction["probabilityDecimal"] = round(risk, 4)
+            prediction["rationale"] = f"{len(kept)} observations up to {index.date().isoformat()}"
+        else:
+            prediction["rationale"] = f"Not assessable: {reason}"
+        if index is not None:
+            prediction["whenPeriod"] = {
+                "start": index.isoformat(), "end": _add_months(index, HORIZON_MONTHS).isoformat()
+            }  # fmt: skip
         resource: dict[str, Any] = {
             "resourceType": "RiskAssessment",
             "status": "final",
@@ -137,14 +190,9 @@ class CkdProgressionPipeline(SidecarPipeline):
             "code": _concept(_RISK),
             "method": {"text": f"{self.description} Model sha256 {self.model.checksum}."},
             "performer": {"display": f"dicom-node {self.name} pipeline {self.version}"},
-            "prediction": [{
-                "outcome": {**_concept(_OUTCOME), "text": OUTCOME},
-                "probabilityDecimal": round(risk, 4),
-                "whenPeriod": {"start": index.isoformat(), "end": _add_months(index, HORIZON_MONTHS).isoformat()},
-                "rationale": f"{len(kept)} observations up to {index.date().isoformat()}",
-            }],
-            "note": [{"text": _CAUTION_TEXT}],
-        }  # fmt: skip
+            "prediction": [prediction],
+            "note": [{"text": _CAUTION_TEXT}] + [{"text": f"Input value not used: {w}"} for w in _reported(warnings)],
+        }
         if basis:
             resource["basis"] = [{"reference": ref} for ref in basis]
         return RiskAssessment.model_validate(resource).model_dump(mode="json", exclude_none=True)
@@ -208,11 +256,27 @@ def _missingness(kept: list[Observed], index: datetime) -> dict[str, Any]:
     }
 
 
-def _summary(risk: float, kept: list[Observed], index: datetime) -> str:
+def _summary(
+    risk: float | None, reason: str | None, kept: list[Observed], index: datetime | None, dropped: int
+) -> str:
+    suffix = f"; {dropped} input value{'s' if dropped != 1 else ''} not used (see warnings)" if dropped else ""
+    if risk is None or index is None:
+        return f"12-month CKD progression risk not assessable: {reason}{suffix}"
     egfr = [o for o in kept if FEATURES[o.feature].name == "egfr"]
     last = f"; last eGFR {max(egfr, key=lambda o: o.time).value:.0f}" if egfr else ""
     visits = len({o.time for o in kept})
-    return f"12-month CKD progression risk {100 * risk:.1f}% as of {index.date().isoformat()} ({visits} visits{last})"
+    return (
+        f"12-month CKD progression risk {100 * risk:.1f}% as of {index.date().isoformat()} ({visits} visits{last})"
+        + suffix
+    )
+
+
+def _reported(warnings: list[str]) -> list[str]:
+    """The warnings an SR or RiskAssessment lists: the first few, then how many more."""
+    if len(warnings) <= _MAX_WARNINGS_REPORTED:
+        return warnings
+    more = len(warnings) - _MAX_WARNINGS_REPORTED + 1
+    return [*warnings[: _MAX_WARNINGS_REPORTED - 1], f"{more} more; the JSON result lists every one"]
 
 
 def _concept(code: Code) -> dict[str, Any]:
