@@ -4,12 +4,19 @@ passed to every component, so nothing reads global configuration behind the call
 Environment variables override the file: ``DICOM_NODE_PORT=11113``,
 ``DICOM_NODE_DATABASE_URL=postgresql+psycopg2://…``; nested fields use ``__``
 (``DICOM_NODE_COMPLETION__QUIET_PERIOD_S=2``).
+
+``serve`` records the settings it runs with (file, environment and flags merged) in its data
+folder (:func:`record_settings`); its receiver and worker processes, and later commands run
+against that folder, load exactly those (:func:`recorded_settings`), so no override is lost on
+the way to another process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +36,12 @@ __all__ = [
     "PipelineSettings",
     "Settings",
     "load_settings",
+    "record_settings",
+    "recorded_settings",
+    "RECORD_NAME",
 ]
+
+RECORD_NAME = "node-settings.json"  # in data_dir: the settings the node's serve runs with
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash, no control chars
 
@@ -223,7 +235,57 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must be a mapping at the top level")
-    _file_data["data"] = data
+    return _validated(data, overrides)
+
+
+def record_settings(settings: Settings, config_file: Path | None = None) -> Path:
+    """Write ``settings`` to ``data_dir/node-settings.json`` and return its path.
+
+    Written to a temporary file and renamed, so a process starting meanwhile reads the old
+    record or the new one, never half of one; readable by the owner only, because database
+    and broker URLs are kept exactly as given (a child process needs their passwords).
+    ``config_file`` is kept beside them to say where the settings came from.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "config_file": str(config_file.resolve()) if config_file is not None else None,
+        "settings": settings.model_dump(mode="json", by_alias=True),
+    }
+    target = settings.data_dir / RECORD_NAME
+    fd, temporary = tempfile.mkstemp(dir=settings.data_dir, prefix=f".{RECORD_NAME}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def recorded_settings(data_dir: Path, **overrides: Any) -> Settings | None:
+    """The settings a node recorded in ``data_dir``, with ``overrides`` (flags) on top; None
+    when no node recorded any there. Raises ConfigError when the record cannot be read."""
+    path = data_dir.expanduser() / RECORD_NAME
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read recorded settings {path}: {exc}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise ConfigError(f"recorded settings {path} hold no 'settings' mapping")
+    # The record is the outcome of file, environment and flags: it is loaded as given, not
+    # under this shell's environment again.
+    return _validated({}, {**record["settings"], **overrides})
+
+
+def _validated(file_data: dict[str, Any], overrides: dict[str, Any]) -> Settings:
+    """Settings from ``overrides`` over the environment over ``file_data``; ConfigError naming
+    each invalid field."""
+    _file_data["data"] = file_data
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dicom_node.cli import app
-from dicom_node.config import load_settings
+from dicom_node.config import load_settings, record_settings, recorded_settings
 from dicom_node.errors import ConfigError
+from dicom_node.routing.rules import Rule
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "example-config.yaml"
 
@@ -52,3 +53,28 @@ def test_config_show_prints_the_effective_settings(tmp_path):
     result = CliRunner().invoke(app, ["config", "show", "--config", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert '"ae_title": "DICOM_NODE"' in result.output and '"quiet_period_s": 10.0' in result.output
+
+
+def test_recorded_settings_load_back_the_same(tmp_path):
+    settings = load_settings(EXAMPLE, data_dir=tmp_path / "node", ae_title="FLAGGED")
+    path = record_settings(settings, config_file=EXAMPLE)
+    assert path == settings.data_dir / "node-settings.json"
+    assert path.stat().st_mode & 0o077 == 0  # database and broker URLs are kept as given: owner only
+    assert recorded_settings(settings.data_dir) == settings
+    assert recorded_settings(settings.data_dir, port=4242).port == 4242
+    assert recorded_settings(tmp_path / "elsewhere") is None
+
+
+def test_a_dumped_rule_matches_as_written(tmp_path):
+    rules = load_settings(EXAMPLE).rules
+    reloaded = [Rule.model_validate(r.model_dump(mode="json", by_alias=True)) for r in rules]
+    ct = {"Modality": "CT", "BodyPartExamined": "CHEST", "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]}
+    localizer = {**ct, "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}
+    for attrs in (ct, localizer, {"Modality": "MR", "BodyPartExamined": "KNEE"}):
+        assert [r.match.matches(attrs) for r in reloaded] == [r.match.matches(attrs) for r in rules]
+
+
+def test_unreadable_recorded_settings_are_a_config_error(tmp_path):
+    (tmp_path / "node-settings.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="node-settings.json"):
+        recorded_settings(tmp_path)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pydicom.datadict import keyword_dict
 
 __all__ = ["Condition", "FetchPriors", "Rule", "series_attributes", "PRIORITY"]
@@ -70,6 +70,13 @@ class Condition(BaseModel):
                     except re.error as exc:
                         raise ValueError(f"{key}: invalid regex: {exc}") from exc
         return tests
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        """Dump as a rule is written (``{all: [...]}``, ``{Modality: CT}``), so that a dumped
+        condition loads back the same: serve's recorded settings and ``config show`` rely on it."""
+        structural = {"all": self.all, "any": self.any, "not": self.not_}
+        return {**{k: v for k, v in structural.items() if v is not None}, **self.tests}
 
     def matches(self, attrs: Mapping[str, Any]) -> bool:
         if self.all is not None and not all(c.matches(attrs) for c in self.all):
