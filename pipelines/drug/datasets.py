@@ -2,7 +2,9 @@
 download), plus the reference-drug set shipped with this pipeline.
 
 * Activity: ``Contrib/FreeWilson/data/CHEMBL2321810.smi`` + ``CHEMBL2321810_act.csv`` — 1017
-  aryl sulfonamides from ChEMBL with pIC50 values (the files do not name the target).
+  aryl sulfonamides from ChEMBL with pIC50 values, described by :data:`ACTIVITY_SOURCE`. The
+  files, RDKit's README and its tests name the ChEMBL set (CHEMBL2321810) but not the
+  biological target or the assay type, so neither is claimed.
 * Chemical background for the autoencoder: the NCI ``Data/NCI/first_5K.smi`` set, the ChEMBL
   actives of ``Contrib/fraggle`` and the CDK2 ligands of ``Contrib/Fastcluster``, plus the
   activity series itself.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,9 @@ from pipelines.drug.chem import FP_BITS, RDKIT_ERRORS, Standardiser, morgan_bits
 from pipelines.drug.library import parse_smiles
 
 __all__ = [
+    "ACTIVITY_SOURCE",
     "DEFAULT_REFERENCE_PATH",
+    "ActivityEndpoint",
     "fingerprint_smiles",
     "load_activity_data",
     "load_background_smiles",
@@ -32,6 +37,39 @@ __all__ = [
 DEFAULT_REFERENCE_PATH = Path(__file__).parent / "data" / "reference_drugs.csv"
 _CONTRIB = Path(RDConfig.RDContribDir)
 _DATA = Path(RDConfig.RDDataDir)
+
+
+@dataclass(frozen=True)
+class ActivityEndpoint:
+    """What an activity data set measures — and so what a model trained on it predicts: the
+    endpoint, the ChEMBL identifier of the set, the compound series, where the files come from
+    and, where the data name it, the biological target."""
+
+    endpoint: str
+    chembl_id: str
+    series: str
+    source: str
+    target: str | None = None
+
+    @property
+    def column(self) -> str:
+        """A table column for a prediction of it, e.g. ``predicted_pic50_CHEMBL2321810``."""
+        return f"predicted_{self.endpoint.lower()}_{self.chembl_id}"
+
+    @property
+    def label(self) -> str:
+        target = self.target or "target not stated in the source data"
+        return f"{self.endpoint} for ChEMBL {self.chembl_id} ({self.series}; {target})"
+
+
+# The files name their ChEMBL set and give pIC50; neither they nor RDKit's README and tests
+# name the biological target or the assay type, so no target is claimed.
+ACTIVITY_SOURCE = ActivityEndpoint(
+    endpoint="pIC50",
+    chembl_id="CHEMBL2321810",
+    series="aryl sulfonamide series, RDKit FreeWilson example",
+    source="RDKit Contrib/FreeWilson/data/CHEMBL2321810.smi + CHEMBL2321810_act.csv (ChEMBL)",
+)
 
 
 def _smiles_file(path: Path, smiles_first: bool = True) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from pipelines.drug.datasets import (
     load_activity_data,
     load_background_smiles,
 )
-from pipelines.drug.model import DEFAULT_MODEL_PATH, DOMAIN_TANIMOTO, DrugModel
+from pipelines.drug.model import DEFAULT_MODEL_PATH, DrugModel
 from pipelines.drug.train import autoencoder_metrics, regression_metrics, split_indices
 
 __all__ = ["evaluate", "main"]
@@ -47,7 +47,10 @@ def evaluate(path: Path = DEFAULT_MODEL_PATH) -> dict[str, object]:
         "model": path.name,
         "sha256": model.checksum,
         "activity_test": regression_metrics(y, scores.pic50, model.target_mean),
-        "activity_test_in_domain_fraction": round(float(np.mean(scores.domain_similarity >= DOMAIN_TANIMOTO)), 4),
+        "activity_test_in_domain_fraction": round(
+            float(np.mean(scores.domain_similarity >= model.domain_threshold)), 4
+        ),
+        "domain_threshold": round(model.domain_threshold, 4),
         "autoencoder_heldout": autoencoder_metrics(model.autoencoder, bg_fps[heldout]),
         "novelty_threshold": round(model.novelty_threshold, 5),
     }

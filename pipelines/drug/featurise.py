@@ -53,7 +53,7 @@ class Candidate:
     novel: bool | None = None
     ref_similarity: float | None = None
     nearest_reference: str | None = None
-    predicted_pic50: float | None = None
+    predicted_pic50: float | None = None  # None outside the activity model's applicability domain
     domain_similarity: float | None = None
     in_domain: bool | None = None
     score: float = 0.0

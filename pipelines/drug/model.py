@@ -5,8 +5,10 @@ saved together in one small weights file.
   cross-entropy of reconstructing the fingerprint (high = unlike the training chemistry); the
   32-d code gives a cosine similarity to a reference set of known drugs.
 * Regressor (2048 → 128 → 1): pIC50 of the aryl-sulfonamide series shipped with RDKit
-  (Contrib/FreeWilson CHEMBL2321810). A prediction is only trusted inside the applicability
-  domain: max Tanimoto to a training molecule ≥ :data:`DOMAIN_TANIMOTO`.
+  (Contrib/FreeWilson CHEMBL2321810); ``DrugModel.activity`` names what the number is. A
+  prediction applies only inside the applicability domain: max Tanimoto to a training
+  molecule ≥ ``DrugModel.domain_threshold``, a threshold drawn at training from the training
+  set's own nearest-neighbour similarities (:func:`pipelines.drug.train.applicability_domain`).
 
 Weights are stored as float16 to keep the committed file small and computed in float32.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +27,22 @@ import torch
 from torch import nn
 
 from pipelines.drug.chem import FP_BITS
+from pipelines.drug.datasets import ActivityEndpoint
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
-    "DOMAIN_TANIMOTO",
     "ActivityRegressor",
     "DrugModel",
     "FingerprintAutoencoder",
     "ModelScores",
     "max_tanimoto",
+    "nearest_neighbour_similarity",
     "reconstruction_error",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "model" / "drug_model.pt"
-DOMAIN_TANIMOTO = 0.4
 _BATCH = 2048
 
 
@@ -71,24 +74,34 @@ def reconstruction_error(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dim=1)
 
 
-def max_tanimoto(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max Tanimoto of each query bit vector to any reference, and that reference's index.
-
-    Bit vectors as 0/1 arrays; intersections by matrix product, in batches to bound memory.
-    """
+def _similarity_blocks(queries: np.ndarray, references: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
+    """Tanimoto similarities of the query bit vectors (0/1 rows) to every reference, a block of
+    queries at a time: intersections by matrix product, blocks to bound memory."""
     ref = torch.from_numpy(references.astype(np.float32))
     ref_counts = ref.sum(dim=1)
-    best = np.zeros(len(queries), dtype=np.float32)
-    best_idx = np.zeros(len(queries), dtype=np.int64)
     for start in range(0, len(queries), _BATCH):
         q = torch.from_numpy(queries[start : start + _BATCH].astype(np.float32))
         inter = q @ ref.T
         union = q.sum(dim=1, keepdim=True) + ref_counts[None, :] - inter
-        sim = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
-        values, idx = sim.max(dim=1)
-        best[start : start + len(q)] = values.numpy()
-        best_idx[start : start + len(q)] = idx.numpy()
-    return best, best_idx
+        yield start, torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+def max_tanimoto(queries: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Max Tanimoto of each query bit vector to any reference."""
+    best = np.zeros(len(queries), dtype=np.float32)
+    for start, sim in _similarity_blocks(queries, references):
+        best[start : start + len(sim)] = sim.max(dim=1).values.numpy()
+    return best
+
+
+def nearest_neighbour_similarity(fps: np.ndarray) -> np.ndarray:
+    """Max Tanimoto of each bit vector to the *other* rows (leave-one-out nearest neighbour)."""
+    best = np.zeros(len(fps), dtype=np.float32)
+    for start, sim in _similarity_blocks(fps, fps):
+        rows = torch.arange(len(sim))
+        sim[rows, start + rows] = -1.0  # not itself
+        best[start : start + len(sim)] = sim.max(dim=1).values.numpy()
+    return best
 
 
 @dataclass
@@ -104,14 +117,16 @@ class ModelScores:
 @dataclass
 class DrugModel:
     """Autoencoder + regressor + what scoring needs from training (target scaling, the training
-    fingerprints for the applicability domain, the novelty threshold)."""
+    fingerprints and threshold of the applicability domain, the novelty threshold)."""
 
     autoencoder: FingerprintAutoencoder
     regressor: ActivityRegressor
     target_mean: float
     target_std: float
     domain_fps: np.ndarray
+    domain_threshold: float
     novelty_threshold: float
+    activity: ActivityEndpoint
     metadata: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
 
@@ -133,7 +148,7 @@ class DrugModel:
             novelty.append(reconstruction_error(logits, x).numpy())
             latent.append(z.numpy())
             pic50.append((self.regressor(x) * self.target_std + self.target_mean).numpy())
-        domain, _ = max_tanimoto(fps, self.domain_fps)
+        domain = max_tanimoto(fps, self.domain_fps)
         empty = np.zeros(0, dtype=np.float32)
         return ModelScores(
             novelty=np.concatenate(novelty) if novelty else empty,
@@ -152,6 +167,8 @@ class DrugModel:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "domain_fps": torch.from_numpy(np.packbits(self.domain_fps.astype(np.uint8), axis=1)),
+            "domain_threshold": self.domain_threshold,
+            "activity": asdict(self.activity),
             "novelty_threshold": self.novelty_threshold,
             "metadata": self.metadata,
         }
@@ -173,6 +190,8 @@ class DrugModel:
             target_mean=float(payload["target_mean"]),
             target_std=float(payload["target_std"]),
             domain_fps=domain,
+            domain_threshold=float(payload["domain_threshold"]),
+            activity=ActivityEndpoint(**payload["activity"]),
             novelty_threshold=float(payload["novelty_threshold"]),
             metadata=dict(payload["metadata"]),
             checksum=hashlib.sha256(raw).hexdigest(),

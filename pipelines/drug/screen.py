@@ -7,10 +7,13 @@ Ranking (documented in the model card):
    ``pass with alerts`` (Brenk alerts only: they flag groups worth a chemist's look, and hit
    some marketed drugs — aspirin's phenol ester) before ``fail`` (Lipinski, Veber or PAINS)
    before ``invalid``;
-2. score, descending: ``0.5 · clip(ref_similarity, 0, 1) + 0.5 · activity`` where activity is
-   ``clip((pIC50 − 5) / 3, 0, 1)`` inside the activity model's applicability domain and 0
-   outside it (an out-of-domain prediction is not evidence);
-3. input order, so equal scores rank the same on every run.
+2. inside the activity model's applicability domain before outside it: an out-of-domain
+   molecule has no pIC50 (``predicted_pic50`` None, ``in_domain`` False — a number there would
+   read as if the model applied), so its score lacks the activity half and is not comparable
+   with an in-domain score;
+3. score, descending: ``0.5 · clip(ref_similarity, 0, 1) + 0.5 · activity`` where activity is
+   ``clip((pIC50 − 5) / 3, 0, 1)`` in domain and 0 outside it;
+4. input order, so equal scores rank the same on every run.
 
 Parallelism: RDKit holds the GIL, so threads do not help; chunks after the first go to a
 ``spawn`` process pool when ``workers > 1`` (small inputs never pay the pool's start-up).
@@ -37,7 +40,7 @@ import torch
 
 from pipelines.base import PipelineError
 from pipelines.drug.chem import Standardiser
-from pipelines.drug.datasets import fingerprint_smiles
+from pipelines.drug.datasets import ActivityEndpoint, fingerprint_smiles
 from pipelines.drug.featurise import (
     CSV_COLUMNS,
     Candidate,
@@ -46,7 +49,7 @@ from pipelines.drug.featurise import (
     run_worker,
 )
 from pipelines.drug.library import Record
-from pipelines.drug.model import DOMAIN_TANIMOTO, DrugModel
+from pipelines.drug.model import DrugModel
 
 __all__ = ["TIERS", "ScreenOutcome", "Screener", "write_csv"]
 
@@ -96,6 +99,7 @@ class Screener:
         total = time.perf_counter() - started
         counts = {tier: sum(c.verdict == tier for c in candidates) for tier in TIERS}
         counts["total"] = len(candidates)
+        counts["in_domain"] = sum(c.in_domain is True for c in candidates)
         counts["pains_flagged"] = sum(bool(c.pains) for c in candidates)
         counts["brenk_flagged"] = sum(bool(c.brenk) for c in candidates)
         timings = {
@@ -162,16 +166,17 @@ class Screener:
         scores = self.model.score(fps)
         sims = _unit_rows(scores.latent) @ self._reference_latent.T
         best = sims.argmax(axis=1)
+        threshold = self.model.domain_threshold
         for i, cand in enumerate(valid):
             cand.novelty = round(float(scores.novelty[i]), 5)
             cand.novel = bool(scores.novelty[i] > self.model.novelty_threshold)
             cand.ref_similarity = round(float(sims[i, best[i]]), 4)
             cand.nearest_reference = self.reference_names[best[i]]
-            cand.predicted_pic50 = round(float(scores.pic50[i]), 3)
             cand.domain_similarity = round(float(scores.domain_similarity[i]), 4)
-            cand.in_domain = bool(scores.domain_similarity[i] >= DOMAIN_TANIMOTO)
-            cand.score = round(_score(cand.ref_similarity, cand.predicted_pic50, cand.in_domain), 4)
-            cand.reasons.extend(_model_reasons(cand))
+            cand.in_domain = bool(scores.domain_similarity[i] >= threshold)
+            cand.predicted_pic50 = round(float(scores.pic50[i]), 3) if cand.in_domain else None
+            cand.score = round(_score(cand.ref_similarity, cand.predicted_pic50), 4)
+            cand.reasons.extend(_model_reasons(cand, threshold))
 
 
 @contextmanager
@@ -192,26 +197,28 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _model_reasons(cand: Candidate) -> list[str]:
+def _model_reasons(cand: Candidate, threshold: float) -> list[str]:
     reasons = [f"nearest reference drug {cand.nearest_reference} (latent cosine {cand.ref_similarity:.2f})"]
-    if cand.in_domain:
+    if cand.predicted_pic50 is not None:
         reasons.append(f"activity model in domain: predicted pIC50 {cand.predicted_pic50:.2f}")
     else:
         reasons.append(
-            f"activity model out of domain (max Tanimoto {cand.domain_similarity:.2f} < {DOMAIN_TANIMOTO}): not scored"
+            f"activity model out of domain (max Tanimoto {cand.domain_similarity:.2f} to its training set "
+            f"< {threshold:.2f}): no pIC50 predicted"
         )
     if cand.novel:
         reasons.append("novel chemistry: reconstruction error above training 99th percentile")
     return reasons
 
 
-def _score(ref_similarity: float, pic50: float, in_domain: bool) -> float:
-    activity = min(max((pic50 - 5.0) / 3.0, 0.0), 1.0) if in_domain else 0.0
+def _score(ref_similarity: float, pic50: float | None) -> float:
+    """The ranking score; ``pic50`` None (out of domain) contributes no activity."""
+    activity = min(max((pic50 - 5.0) / 3.0, 0.0), 1.0) if pic50 is not None else 0.0
     return 0.5 * min(max(ref_similarity, 0.0), 1.0) + 0.5 * activity
 
 
 def _rank(candidates: list[Candidate]) -> None:
-    candidates.sort(key=lambda c: (TIERS.index(c.verdict), -c.score, c.index))
+    candidates.sort(key=lambda c: (TIERS.index(c.verdict), c.in_domain is not True, -c.score, c.index))
     for rank, cand in enumerate(candidates, start=1):
         cand.rank = rank
 
@@ -221,15 +228,18 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-def write_csv(candidates: list[Candidate], path: Path) -> None:
-    """The full ranked table; list fields joined with ``|``, reasons with ``; ``."""
+def write_csv(candidates: list[Candidate], path: Path, activity: ActivityEndpoint) -> None:
+    """The full ranked table; list fields joined with ``|``, reasons with ``; ``. The pIC50
+    column is named after what it predicts (``activity.column``, e.g.
+    ``predicted_pic50_CHEMBL2321810``) and is empty outside the applicability domain."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [activity.column if c == "predicted_pic50" else c for c in CSV_COLUMNS]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
+        writer = csv.writer(handle)
+        writer.writerow(columns)
         for cand in candidates:
             row = cand.as_dict()
             row["pains"] = "|".join(cand.pains)
             row["brenk"] = "|".join(cand.brenk)
             row["reasons"] = "; ".join(cand.reasons)
-            writer.writerow(row)
+            writer.writerow(row[c] for c in CSV_COLUMNS)

@@ -22,9 +22,9 @@ from pipelines.drug.chem import (
     lipinski,
     veber,
 )
-from pipelines.drug.datasets import fingerprint_smiles, load_activity_data
+from pipelines.drug.datasets import ACTIVITY_SOURCE, fingerprint_smiles, load_activity_data
 from pipelines.drug.make_library import make_library, write_library
-from pipelines.drug.model import DrugModel
+from pipelines.drug.model import DrugModel, nearest_neighbour_similarity
 from pipelines.drug.pipeline import DrugScreeningPipeline
 from pipelines.drug.train import regression_metrics
 
@@ -250,3 +250,6 @@ def test_smoke_training(tmp_path: Path) -> None:
     model = DrugModel.load(out)
     scores = model.score(np.zeros((2, 2048), dtype=np.uint8))
     assert np.isfinite(scores.pic50).all() and scores.latent.shape == (2, 32)
+    assert model.activity == ACTIVITY_SOURCE  # what its pIC50 is of travels with the weights
+    nn_sim = nearest_neighbour_similarity(model.domain_fps)  # and a domain drawn from its own training set
+    assert model.domain_threshold == pytest.approx(float(np.quantile(nn_sim, train.DOMAIN_QUANTILE)))
