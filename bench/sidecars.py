@@ -52,13 +52,12 @@ def main() -> None:
         index_vcf(vcf)
         definitions = load_definitions()
 
-        variants = [v for gene in definitions.genes.values() for v in gene.variants]
-
         def call_all() -> None:  # what GenomicsPipeline.run does before building FHIR and SR items
-            found = read_calls(vcf, variants)
+            found = read_calls(vcf, definitions)
             for sample in found.samples:
-                calls = found.calls[sample]
-                interpret_sample(definitions, {s: call_gene(g, calls) for s, g in definitions.genes.items()})
+                calls, unassessed = found.calls[sample], found.unassessed[sample]
+                gene_calls = {s: call_gene(g, calls, unassessed.get(s, ())) for s, g in definitions.genes.items()}
+                interpret_sample(definitions, gene_calls, unassessed)
 
         timed("genomics: calling only", args.samples, "samples", call_all)
         timed("genomics: whole pipeline run", args.samples, "samples", lambda: GenomicsPipeline().run(vcf))

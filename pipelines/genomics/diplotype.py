@@ -5,20 +5,27 @@ genotype at every called position. Not-called positions constrain nothing, so ev
 could sit there stays possible — a missing call is never read as reference. Phased heterozygous
 calls (``|``, one phase set) are matched haplotype by haplotype; unphased ones allow any split, and
 when several diplotypes fit, all are reported (e.g. TPMT *1/*3A versus *3B/*3C).
+
+A non-reference call elsewhere in the gene (a :class:`~pipelines.genomics.vcf.Finding`) makes the
+gene ``not_assessable`` whatever the core positions show: the allele it belongs to is not defined
+here (DPYD c.1898delC, CYP2C19 *9, …), so a diplotype of defined alleles could be wrong.
+
+Only alleles whose defining bases are all present (or not called) can be part of a diplotype, so
+the pairs tried are few even for DPYD's 82 alleles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from pipelines.genomics.definitions import AlleleDefinition, Gene
-from pipelines.genomics.vcf import OTHER, Call
+from pipelines.genomics.vcf import ALT, OTHER, Call, Finding
 
 __all__ = ["GeneCall", "Status", "call_gene"]
 
-Status = Literal["called", "ambiguous", "incomplete", "not_called", "no_match"]
+Status = Literal["called", "ambiguous", "incomplete", "not_called", "no_match", "not_assessable"]
 Pair = tuple[AlleleDefinition, AlleleDefinition]
 
 
@@ -34,14 +41,11 @@ class GeneCall:
     phased: bool
     unphased_het: tuple[str, ...]
     genotypes: dict[str, str]
+    unassessed: tuple[Finding, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [f"{a.name}/{b.name}" for a, b in self.diplotypes]
-
-
-def _vector(allele: AlleleDefinition, gene: Gene) -> tuple[int, ...]:
-    return tuple(1 if v.rsid in allele.variants else 0 for v in gene.variants)
 
 
 def _is_phased(het: list[Call]) -> bool:
@@ -58,8 +62,29 @@ def _unique_pairs(pairs: list[Pair]) -> tuple[Pair, ...]:
     return tuple(sorted(seen.values(), key=lambda p: (p[0].order, p[1].order)))
 
 
-def call_gene(gene: Gene, calls: Mapping[str, Call]) -> GeneCall:
-    """Every diplotype of defined alleles consistent with ``calls`` (rsID → Call) at ``gene``."""
+def _pairs(gene: Gene, codes: dict[int, tuple[int, int]], phased: bool) -> list[Pair]:
+    """Pairs of alleles whose defining bases add up to ``codes`` (index → allele codes) where called."""
+    if any(OTHER in c for c in codes.values()):
+        return []
+    called = frozenset(codes)
+    present = {i for i, c in codes.items() if ALT in c}
+    allowed = present | (set(range(len(gene.variants))) - called)
+    candidates = [(a, a.indices & called) for a in gene.alleles if a.indices <= allowed]
+    if phased:
+        haplotypes = [frozenset(i for i, c in codes.items() if c[h] == ALT) for h in (0, 1)]
+        fits = [[a for a, seen in candidates if seen == hap] for hap in haplotypes]
+        return [(a, b) for a in fits[0] for b in fits[1]]
+    both = frozenset(i for i, c in codes.items() if c == (ALT, ALT))
+    one = frozenset(i for i, c in codes.items() if c.count(ALT) == 1)
+    return [(a, b) for n, (a, sa) in enumerate(candidates) for b, sb in candidates[n:]
+            if sa & sb == both and sa ^ sb == one]
+
+
+def call_gene(gene: Gene, calls: Mapping[str, Call], unassessed: Sequence[Finding] = ()) -> GeneCall:
+    """Every diplotype of defined alleles consistent with ``calls`` (rsID → Call) at ``gene``.
+
+    ``unassessed`` are the sample's non-reference calls elsewhere in the gene's region.
+    """
     observed = [calls[v.rsid] for v in gene.variants]
     codes = {i: c.codes for i, c in enumerate(observed) if c.codes is not None}
     called = list(codes)
@@ -70,23 +95,12 @@ def call_gene(gene: Gene, calls: Mapping[str, Call]) -> GeneCall:
     het = [i for i in called if codes[i][0] != codes[i][1]]
     phased = len(het) >= 2 and _is_phased([observed[i] for i in het])
     genotypes = {gene.variants[i].rsid: observed[i].display for i in called}
-    vectors = [(allele, _vector(allele, gene)) for allele in gene.alleles]
-
-    pairs: list[Pair] = []
-    if phased:
-        haplotypes = [[codes[i][h] for i in called] for h in (0, 1)]
-        fits = [[a for a, vec in vectors if [vec[i] for i in called] == hap] for hap in haplotypes]
-        pairs = [(a, b) for a in fits[0] for b in fits[1]]
-    else:
-        genotype = {i: sorted(codes[i]) for i in called}
-        for n, (a, va) in enumerate(vectors):
-            for b, vb in vectors[n:]:
-                if all(sorted((va[i], vb[i])) == g for i, g in genotype.items()):
-                    pairs.append((a, b))
-    diplotypes = _unique_pairs(pairs)
+    diplotypes = _unique_pairs(_pairs(gene, codes, phased))
 
     status: Status
-    if not called:
+    if unassessed:
+        status = "not_assessable"
+    elif not called:
         status = "not_called"
     elif not diplotypes:
         status = "no_match"
@@ -103,4 +117,5 @@ def call_gene(gene: Gene, calls: Mapping[str, Call]) -> GeneCall:
         phased=phased,
         unphased_het=tuple(gene.variants[i].rsid for i in het) if len(het) >= 2 and not phased else (),
         genotypes=genotypes,
+        unassessed=tuple(unassessed),
     )

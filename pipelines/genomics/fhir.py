@@ -7,6 +7,10 @@ assessed 51963-7 as RxNorm, the recommendation in ``note``), one Task per action
 DiagnosticReport (LOINC 51969-4) that lists the Observations as results and the Tasks through the
 IG's ``recommended-action`` extension.
 
+A gene the node cannot assess (a variant it does not assess lies in the gene) gets a genotype
+Observation with a ``dataAbsentReason`` whose text gives the variant, and its implication
+Observations say "not assessable" with the reason instead of a recommendation, and have no Task.
+
 Why Task and not MedicationStatement: a MedicationStatement asserts that a patient takes a drug;
 a recommendation is a proposal, which is what the IG uses Task for. Standard-dose recommendations
 produce no Task (nothing is proposed); their text stays in the implication Observation.
@@ -94,11 +98,12 @@ def _genotype_observation(ctx: _Context, result: GeneResult) -> Observation:
     if result.activity_score is not None:
         components.append(ObservationComponent(code=CodeableConcept(text="CPIC activity score"),
                                                valueQuantity=Quantity(value=result.activity_score)))
-    notes = [*result.not_called, *result.notes]
+    notes = [*result.not_called, *(f"Unassessed variant: {f} (genotype {f.genotype})" for f in call.unassessed),
+             *result.notes]
     if call.genotypes:
         notes.append("Genotypes: " + ", ".join(f"{rsid} {gt}" for rsid, gt in call.genotypes.items()))
     value: dict[str, Any]
-    if call.status in ("not_called", "no_match"):
+    if call.status in ("not_called", "no_match", "not_assessable"):
         value = {"dataAbsentReason": _coded(DATA_ABSENT, "unknown", "Unknown", result.describe())}
     else:
         diplotype = result.diplotype or f"indeterminate (possible: {', '.join(result.possible_diplotypes)})"

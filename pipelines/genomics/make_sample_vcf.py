@@ -6,6 +6,13 @@ explicitly), so every sample has a known expected diplotype. ``.vcf`` is written
 (.tbi, or .csi with ``--csi``; always .csi for BCF) index built by the htslib that cyvcf2 ships,
 so neither pysam nor the ``tabix`` command is needed.
 
+Genotypes count the *defining* allele (``1``); the writer turns them into the build's REF/ALT, so
+the same genotypes give the same diplotypes on GRCh37 and GRCh38 even where a build's reference
+carries the variant (CYP2C19 c.991A>G, DPYD c.85T>C on GRCh37). ``gvcf=True`` writes a gVCF:
+records only where a sample is not homozygous reference, reference blocks everywhere else. A
+block's REF is the base at its start where that is a core position and ``N`` elsewhere: no
+reference sequence is shipped, and the node cannot check those bases either.
+
     python -m pipelines.genomics.make_sample_vcf out.vcf.gz --samples 30 --index --background 20000
 """
 
@@ -20,15 +27,18 @@ from pathlib import Path
 import cyvcf2.cyvcf2 as _cyvcf2_ext
 from cyvcf2 import Writer
 
-from pipelines.genomics.definitions import BUILDS, AlleleDefinition, Variant, load_definitions
-from pipelines.genomics.vcf import CONTIG_LENGTHS
+from pipelines.genomics.definitions import BUILDS, AlleleDefinition, Definitions, Variant, load_definitions
+from pipelines.genomics.genome_build import CONTIG_LENGTHS
 
-__all__ = ["write_vcf", "random_genotypes", "index_vcf", "expected_diplotypes"]
+__all__ = ["ExtraRecord", "write_vcf", "random_genotypes", "index_vcf", "expected_diplotypes"]
 
 _REFERENCE_ALLELE_WEIGHT = 0.6
+_SWAP = str.maketrans("01", "10")
+# (chromosome without "chr", position, REF, ALT, sample -> GT): a record beside the core positions.
+ExtraRecord = tuple[str, int, str, str, Mapping[str, str]]
 
 
-def _header(samples: list[str], build: str | None, chr_prefix: bool, contig_lengths: bool) -> str:
+def _header(samples: list[str], build: str | None, chr_prefix: bool, contig_lengths: bool, gvcf: bool) -> str:
     lines = ["##fileformat=VCFv4.2", "##source=dicom-node pipelines.genomics.make_sample_vcf (synthetic)"]
     if build:
         lines.append(f"##reference={build}")
@@ -36,6 +46,9 @@ def _header(samples: list[str], build: str | None, chr_prefix: bool, contig_leng
         name = f"chr{chrom}" if chr_prefix else chrom
         length = f",length={lengths[BUILDS.index(build)]}" if contig_lengths and build else ""
         lines.append(f"##contig=<ID={name}{length}>")
+    if gvcf:
+        lines += ['##ALT=<ID=NON_REF,Description="Any allele other than REF">',
+                  '##INFO=<ID=END,Number=1,Type=Integer,Description="End of the reference block">']
     lines += [
         '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
         "#" + "\t".join(["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]),
@@ -43,15 +56,20 @@ def _header(samples: list[str], build: str | None, chr_prefix: bool, contig_leng
     return "\n".join(lines) + "\n"
 
 
-def _background(n: int, rng: random.Random, build: str, samples: int,
+def _in_region(definitions: Definitions, chrom: str, pos: int) -> bool:
+    return any(r.chrom == chrom and r.contains(b, pos) for r in definitions.regions.values() for b in BUILDS)
+
+
+def _background(n: int, rng: random.Random, build: str, samples: int, definitions: Definitions,
                 skip: set[tuple[str, int]]) -> list[tuple[str, int, str]]:
-    """Random biallelic SNVs on the same chromosomes, so an index has something to skip over."""
+    """Random biallelic SNVs on the same chromosomes, outside the gene regions, so an index has
+    something to skip over (inside a region they would be unassessed variants)."""
     records = []
     chroms = list(CONTIG_LENGTHS)
     while len(records) < n:
         chrom = rng.choice(chroms)
         pos = rng.randrange(1_000_000, CONTIG_LENGTHS[chrom][BUILDS.index(build)] - 1_000_000)
-        if (chrom, pos) in skip:
+        if (chrom, pos) in skip or _in_region(definitions, chrom, pos):
             continue
         ref, alt = rng.sample("ACGT", 2)
         gts = "\t".join(rng.choice(("0/0", "0/0", "0/1", "1/1")) for _ in range(samples))
@@ -60,35 +78,82 @@ def _background(n: int, rng: random.Random, build: str, samples: int,
     return records
 
 
+def _build_genotypes(v: Variant, build: str, genotypes: list[str]) -> list[str]:
+    """Genotypes counting the defining allele, as GT against ``build``'s REF (the other base is ALT)."""
+    if v.genome_ref(build) == v.ref:
+        return genotypes
+    return [gt.translate(_SWAP) for gt in genotypes]  # the build's reference carries the defining base
+
+
+def _blocks(records: list[tuple[str, int, str]], gaps: set[tuple[str, int]], samples: int,
+            known: dict[tuple[str, int], str]) -> list[tuple[str, int, str]]:
+    """Reference blocks over every position of each chromosome that has no record and is not a gap."""
+    taken: dict[str, list[int]] = {chrom: [] for chrom in CONTIG_LENGTHS}
+    for chrom, pos, _ in records:
+        taken[chrom].append(pos)
+    for chrom, pos in gaps:
+        taken[chrom].append(pos)
+    gts = "\t".join(["0/0"] * samples)
+    blocks = []
+    for chrom, occupied in taken.items():
+        start = 1
+        for stop in [*sorted(occupied), min(CONTIG_LENGTHS[chrom]) + 1]:  # within either build's contig
+            if stop > start:
+                ref = known.get((chrom, start), "N")
+                blocks.append((chrom, start, f".\t{ref}\t<NON_REF>\t.\t.\tEND={stop - 1}\tGT\t{gts}"))
+            start = stop + 1
+    return blocks
+
+
 def write_vcf(
     path: Path,
     genotypes: Mapping[str, Mapping[str, str]],
     build: str = "GRCh38",
     *,
     declare_build: bool = True,
+    header_build: str | None = None,
     omit: Iterable[str] = (),
+    extra: Iterable[ExtraRecord] = (),
+    gvcf: bool = False,
     chr_prefix: bool = True,
     background: int = 0,
     seed: int = 0,
 ) -> Path:
-    """Write ``genotypes`` (sample → rsID → VCF GT such as "0/1", "1|0", "./.") at the core positions.
+    """Write ``genotypes`` (sample → rsID → GT such as "0/1", "1|0", "./."; 1 = defining allele).
 
-    Every core position is written (0/0 where a sample has no entry) except those in ``omit``, which
-    get no record at all. ``declare_build=False`` writes a header without any build evidence.
+    Records are at the positions of ``build``. Every core position is written (0/0 where a sample
+    has no entry) except those in ``omit``, which get no record at all (in a gVCF: no block either).
+    ``extra`` adds records such as variants the node does not assess. ``declare_build=False``
+    writes a header without any build evidence; ``header_build`` declares another build than the
+    records are on (a mislabelled file).
     """
+    if gvcf and background:
+        raise ValueError("background records are not written into a gVCF")
     definitions = load_definitions()
     samples = list(genotypes)
     omitted = set(omit)
     variants: list[Variant] = [v for g in definitions.genes.values() for v in g.variants if v.rsid not in omitted]
     records = []
     for v in variants:
-        gts = "\t".join(genotypes[s].get(v.rsid, "0/0") for s in samples)
-        records.append((v.chrom, v.position(build), f"{v.rsid}\t{v.ref}\t{v.alt}\t.\tPASS\t.\tGT\t{gts}"))
+        gts = _build_genotypes(v, build, [genotypes[s].get(v.rsid, "0/0") for s in samples])
+        if gvcf and all(set(gt) <= set("0/|") for gt in gts):
+            continue  # homozygous reference everywhere: inside a reference block
+        alts = f"{v.genome_alt(build)},<NON_REF>" if gvcf else v.genome_alt(build)
+        records.append((v.chrom, v.position(build),
+                        f"{v.rsid}\t{v.genome_ref(build)}\t{alts}\t.\tPASS\t.\tGT\t" + "\t".join(gts)))
+    for chrom, pos, ref, alt, extra_gts in extra:
+        columns = "\t".join(extra_gts.get(s, "0/0") for s in samples)
+        records.append((chrom, pos, f".\t{ref}\t{alt}\t.\tPASS\t.\tGT\t{columns}"))
+    if gvcf:
+        known = {(v.chrom, v.position(build)): v.genome_ref(build) for g in definitions.genes.values() for v in g.variants}
+        gaps = {(v.chrom, v.position(build)) for g in definitions.genes.values() for v in g.variants if v.rsid in omitted}
+        records += _blocks(records, gaps, len(samples), known)
     rng = random.Random(seed)
-    records += _background(background, rng, build, len(samples), {(r[0], r[1]) for r in records})
+    records += _background(background, rng, build, len(samples), definitions, {(r[0], r[1]) for r in records})
     order = {chrom: i for i, chrom in enumerate(CONTIG_LENGTHS)}
     records.sort(key=lambda r: (order[r[0]], r[1]))
-    header = _header(samples, build if declare_build else None, chr_prefix, declare_build)
+    declared = (header_build or build) if declare_build else None
+    header = _header(samples, declared, chr_prefix, declare_build, gvcf)
     name = str(path)
     mode = "wb" if name.endswith(".bcf") else "wz" if name.endswith((".gz", ".bgz")) else "w"
     writer = Writer.from_string(name, header, mode=mode)

@@ -3,20 +3,34 @@
 When several diplotypes fit, the phenotype is reported only if all of them give the same one
 (e.g. SLCO1B1 *1/*15 and *5/*37 are both Decreased Function); a recommendation likewise only if all
 possible keys lead to the same text. Otherwise the result says what is possible, never a guess.
+
+A gene with a variant the node does not assess is "not assessable", and so is every recommendation
+that depends on it — including a guideline's ``checked_genes`` (CYP4F2 for warfarin), which are not
+called, only searched for such variants.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 from typing import Literal
 
 from pipelines.genomics.definitions import Definitions, Gene, Guideline, Recommendation
 from pipelines.genomics.diplotype import GeneCall
+from pipelines.genomics.vcf import Finding
 
-__all__ = ["INDETERMINATE", "GeneResult", "DrugResult", "interpret_gene", "recommend", "interpret_sample"]
+__all__ = ["INDETERMINATE", "NOT_ASSESSABLE", "GeneResult", "DrugResult", "unassessed_reason", "interpret_gene",
+           "recommend", "interpret_sample"]
 
 INDETERMINATE = "Indeterminate"
+NOT_ASSESSABLE = "not assessable"
+_NO_KEY = ("not_called", "no_match", "not_assessable")
+
+
+def unassessed_reason(findings: Sequence[Finding]) -> str:
+    """E.g. 'unassessed variant at chr10:94775489 G>A'."""
+    return f"unassessed variant{'s' if len(findings) > 1 else ''} at {', '.join(str(f) for f in findings)}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ class GeneResult:
 
     @property
     def possible_diplotypes(self) -> list[str]:
-        return [] if self.call.status == "not_called" else self.call.names
+        return [] if self.call.status in ("not_called", "not_assessable") else self.call.names
 
     @property
     def phenotype(self) -> str:
@@ -51,6 +65,8 @@ class GeneResult:
 
     def describe(self) -> str:
         """One line for reports, e.g. 'CYP2C19 *1/*2: Intermediate Metabolizer'."""
+        if self.call.status == "not_assessable":
+            return f"{self.gene.symbol}: {NOT_ASSESSABLE}: {unassessed_reason(self.call.unassessed)}"
         if self.call.status == "not_called":
             return f"{self.gene.symbol}: not called (no genotype at any defining position)"
         if self.call.status == "no_match":
@@ -69,7 +85,7 @@ class DrugResult:
     """A guideline's recommendation for one sample."""
 
     guideline: Guideline
-    status: Literal["determined", "ambiguous", "incomplete", "indeterminate"]
+    status: Literal["determined", "ambiguous", "incomplete", "indeterminate", "not_assessable"]
     basis: str
     text: str
     strength: str | None
@@ -78,9 +94,11 @@ class DrugResult:
 
 def interpret_gene(gene: Gene, call: GeneCall) -> GeneResult:
     notes: list[str] = []
-    if call.status in ("not_called", "no_match"):
+    if call.status in _NO_KEY:
         phenotypes: tuple[str, ...] = (INDETERMINATE,)
         scores: tuple[float | None, ...] = (None,)
+        if call.status == "not_assessable" and call.diplotypes:
+            notes.append(f"the assessed positions alone fit {', '.join(call.names)}")
     else:
         results = [gene.phenotype_for(a, b) for a, b in call.diplotypes]
         phenotypes = tuple(dict.fromkeys(p for p, _ in results))
@@ -102,7 +120,7 @@ def interpret_gene(gene: Gene, call: GeneCall) -> GeneResult:
 def _keys(guideline: Guideline, genes: dict[str, GeneResult]) -> list[str] | None:
     """Every lookup key the sample may have, or None when a gene gives no usable key."""
     results = [genes[g] for g in guideline.genes]
-    if any(r.call.status in ("not_called", "no_match") for r in results):
+    if any(r.call.status in _NO_KEY for r in results):
         return None
     if guideline.key == "phenotype":
         return list(results[0].phenotypes)
@@ -123,8 +141,27 @@ def _why_indeterminate(guideline: Guideline, genes: dict[str, GeneResult]) -> st
     return "; ".join(parts) or "genotype not in the guideline table"
 
 
-def recommend(guideline: Guideline, genes: dict[str, GeneResult]) -> DrugResult:
-    """The recommendation of ``guideline`` for a sample's gene results."""
+def _not_assessable(guideline: Guideline, genes: dict[str, GeneResult],
+                    unassessed: Mapping[str, Sequence[Finding]]) -> DrugResult | None:
+    reasons = [f"{g} {NOT_ASSESSABLE}: {unassessed_reason(genes[g].call.unassessed)}" for g in guideline.genes
+               if genes[g].call.status == "not_assessable"]
+    reasons += [f"{g} (not called by this node): {unassessed_reason(unassessed[g])}"
+                for g in guideline.checked_genes if unassessed.get(g)]
+    if not reasons:
+        return None
+    return DrugResult(guideline, "not_assessable", NOT_ASSESSABLE,
+                      f"No recommendation: {'; '.join(reasons)}.", None, None)
+
+
+def recommend(guideline: Guideline, genes: dict[str, GeneResult],
+              unassessed: Mapping[str, Sequence[Finding]] | None = None) -> DrugResult:
+    """The recommendation of ``guideline`` for a sample's gene results.
+
+    ``unassessed`` holds the sample's findings per gene region, read for ``guideline.checked_genes``.
+    """
+    withheld = _not_assessable(guideline, genes, unassessed or {})
+    if withheld:
+        return withheld
     keys = _keys(guideline, genes)
     table: dict[str, Recommendation | None] = {}
     for key in keys or []:
@@ -149,8 +186,9 @@ def recommend(guideline: Guideline, genes: dict[str, GeneResult]) -> DrugResult:
                       f"{reason} {prefix}{options}", None, None)
 
 
-def interpret_sample(definitions: Definitions,
-                     gene_calls: dict[str, GeneCall]) -> tuple[dict[str, GeneResult], list[DrugResult]]:
-    """Gene results and one DrugResult per guideline for one sample."""
+def interpret_sample(definitions: Definitions, gene_calls: dict[str, GeneCall],
+                     unassessed: Mapping[str, Sequence[Finding]] | None = None,
+                     ) -> tuple[dict[str, GeneResult], list[DrugResult]]:
+    """Gene results and one DrugResult per guideline for one sample (``unassessed``: findings per gene)."""
     genes = {symbol: interpret_gene(definitions.genes[symbol], call) for symbol, call in gene_calls.items()}
-    return genes, [recommend(g, genes) for g in definitions.guidelines]
+    return genes, [recommend(g, genes, unassessed) for g in definitions.guidelines]

@@ -1,9 +1,9 @@
 """The ``genomics`` sidecar: pharmacogenomic diplotypes, phenotypes and CPIC recommendations from a VCF.
 
-read (``vcf``: genotypes at the core positions, build checked) → call (``diplotype``: star-allele
-pairs that fit) → interpret (``phenotype``: CPIC phenotype and recommendation per drug) → encode
-(``data`` for JSON, SR report items, FHIR from ``fhir``). The clinical content is data
-(``data/*.tsv|json``, sources in ``data/README.md``).
+read (``vcf``: genotypes at the core positions and unassessed variants in each gene, build checked
+by ``genome_build``) → call (``diplotype``: star-allele pairs that fit) → interpret (``phenotype``:
+CPIC phenotype and recommendation per drug) → encode (``data`` for JSON, SR report items, FHIR from
+``fhir``). The clinical content is data (``data/*.tsv|json``, sources in ``data/README.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipelines.genomics.definitions import Definitions, load_definitions
 from pipelines.genomics.diplotype import call_gene
 from pipelines.genomics.fhir import sample_resources
 from pipelines.genomics.phenotype import INDETERMINATE, DrugResult, GeneResult, interpret_sample
-from pipelines.genomics.vcf import Call, VcfCalls, read_calls
+from pipelines.genomics.vcf import Call, Finding, VcfCalls, read_calls
 from pipelines.registry import register
 
 __all__ = ["GenomicsPipeline", "REPORT_TITLE"]
@@ -31,9 +31,14 @@ REPORT_TITLE = Code("51969-4", "LN", "Genetic analysis report")
 _GENOTYPE = Code("84413-4", "LN", "Genotype display name")
 
 
+def _finding_data(finding: Finding) -> dict[str, Any]:
+    return {"chrom": finding.chrom, "pos": finding.pos, "ref": finding.ref, "alt": finding.alt,
+            "genotype": finding.genotype, "text": str(finding)}
+
+
 def _gene_data(result: GeneResult) -> dict[str, Any]:
     call = result.call
-    undecided = result.phenotype == INDETERMINATE and call.status not in ("not_called", "no_match")
+    undecided = result.phenotype == INDETERMINATE and call.status not in ("not_called", "no_match", "not_assessable")
     return {
         "status": call.status,
         "diplotype": result.diplotype,
@@ -44,6 +49,7 @@ def _gene_data(result: GeneResult) -> dict[str, Any]:
         "phased": call.phased,
         "genotypes": call.genotypes,
         "missing": result.not_called,
+        "unassessed_variants": [_finding_data(f) for f in call.unassessed],
         "notes": list(result.notes),
     }
 
@@ -66,10 +72,11 @@ def _drug_data(drug: DrugResult) -> dict[str, Any]:
 
 
 def _id_seed(version: str, definitions: Definitions, patient_id: str | None, sample: str, build: str,
-             calls: dict[str, Call]) -> str:
+             calls: dict[str, Call], unassessed: dict[str, tuple[Finding, ...]]) -> str:
     """A digest of everything a sample's result depends on, for idempotent FHIR ids."""
     state = [version, definitions.version, patient_id, sample, build,
-             sorted((rsid, c.display, c.missing) for rsid, c in calls.items())]
+             sorted((rsid, c.display, c.missing) for rsid, c in calls.items()),
+             sorted((gene, str(f), f.genotype) for gene, found in unassessed.items() for f in found)]
     return hashlib.sha256(json.dumps(state).encode()).hexdigest()
 
 
@@ -78,7 +85,7 @@ class GenomicsPipeline(SidecarPipeline):
     """Pharmacogenomics from a VCF/BCF: CYP2C19, CYP2C9, VKORC1, SLCO1B1, DPYD, TPMT (CPIC)."""
 
     name: ClassVar[str] = "genomics"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
     description: ClassVar[str] = (
         "Call CPIC core star-allele diplotypes (CYP2C19, CYP2C9, VKORC1, SLCO1B1, DPYD, TPMT) from a "
         "VCF/BCF, map them to phenotypes and CPIC recommendations for clopidogrel, warfarin, "
@@ -91,8 +98,7 @@ class GenomicsPipeline(SidecarPipeline):
         if params:
             raise PipelineError(f"unknown genomics parameter(s): {', '.join(sorted(params))}")
         definitions = load_definitions()
-        variants = [v for gene in definitions.genes.values() for v in gene.variants]
-        vcf = read_calls(Path(input_path), variants, sample=sample, build=build)
+        vcf = read_calls(Path(input_path), definitions, sample=sample, build=build)
         if patient_id and len(vcf.samples) > 1:
             raise PipelineError(
                 f"{Path(input_path).name} has {len(vcf.samples)} samples: pass sample= to say which one is the patient"
@@ -103,9 +109,10 @@ class GenomicsPipeline(SidecarPipeline):
         fhir: list[dict[str, Any]] = []
         actionable = 0
         for name in vcf.samples:
-            calls = vcf.calls[name]
-            gene_calls = {symbol: call_gene(gene, calls) for symbol, gene in definitions.genes.items()}
-            genes, drugs = interpret_sample(definitions, gene_calls)
+            calls, unassessed = vcf.calls[name], vcf.unassessed[name]
+            gene_calls = {symbol: call_gene(gene, calls, unassessed.get(symbol, ()))
+                          for symbol, gene in definitions.genes.items()}
+            genes, drugs = interpret_sample(definitions, gene_calls, unassessed)
             samples[name] = {
                 "genes": {symbol: _gene_data(r) for symbol, r in genes.items()},
                 "recommendations": [_drug_data(d) for d in drugs],
@@ -115,7 +122,8 @@ class GenomicsPipeline(SidecarPipeline):
             items += self._report_items(prefix, genes, drugs)
             fhir += sample_resources(
                 sample=name, genes=genes, drugs=drugs, definitions=definitions, patient_id=patient_id,
-                id_seed=_id_seed(self.version, definitions, patient_id, name, vcf.build, calls), issued=issued,
+                id_seed=_id_seed(self.version, definitions, patient_id, name, vcf.build, calls, unassessed),
+                issued=issued,
                 conclusion=self._conclusion(genes, drugs),
             )
         summary = self._summary(vcf, samples, actionable)
@@ -127,7 +135,7 @@ class GenomicsPipeline(SidecarPipeline):
             "indexed": vcf.indexed,
             "definitions_version": definitions.version,
             "positions_found": vcf.positions_found,
-            "positions_total": len(variants),
+            "positions_total": sum(len(gene.variants) for gene in definitions.genes.values()),
             "warnings": vcf.warnings,
             "samples": samples,
         }
@@ -164,7 +172,8 @@ class GenomicsPipeline(SidecarPipeline):
     def _summary(vcf: VcfCalls, samples: dict[str, dict[str, Any]], actionable: int) -> str:
         if len(samples) == 1:
             genes = next(iter(samples.values()))["genes"]
-            calls = "; ".join(f"{g} {d['diplotype'] or 'indeterminate'} ({d['phenotype']})" for g, d in genes.items())
+            calls = "; ".join(f"{g} not assessable" if d["status"] == "not_assessable"
+                              else f"{g} {d['diplotype'] or 'indeterminate'} ({d['phenotype']})" for g, d in genes.items())
             return f"{calls}; {actionable} actionable recommendation(s) [{vcf.build}]"
         gene_results = [d for sample in samples.values() for d in sample["genes"].values()]
         determined = sum(1 for d in gene_results if d["phenotype"] != INDETERMINATE)

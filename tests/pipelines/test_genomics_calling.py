@@ -24,17 +24,24 @@ def drug(sample: dict, guideline: str) -> dict:
     return next(r for r in sample["recommendations"] if r["guideline"] == guideline)
 
 
+# CYP2C19 *1 and every allele below except *38 carry c.991A>G; *2 also carries c.332-23A>G.
+STAR1 = {"rs3758581": "1/1"}
+STAR2_HET = {**STAR1, "rs12769205": "0/1", "rs4244285": "0/1"}
+
+
 @pytest.mark.parametrize(
     ("genotypes", "diplotype", "phenotype", "action"),
     [
-        ({}, "*1/*1", "Normal Metabolizer", "standard"),
-        ({"rs4244285": "1/1"}, "*2/*2", "Poor Metabolizer", "alternative"),
-        ({"rs4244285": "0/1", "rs4986893": "0/1"}, "*2/*3", "Poor Metabolizer", "alternative"),
-        ({"rs4244285": "0/1"}, "*1/*2", "Intermediate Metabolizer", "alternative"),
-        ({"rs12248560": "0/1"}, "*1/*17", "Rapid Metabolizer", "standard"),
-        ({"rs12248560": "1/1"}, "*17/*17", "Ultrarapid Metabolizer", "standard"),
-        ({"rs4244285": "0/1", "rs12248560": "0/1"}, "*2/*17", "Intermediate Metabolizer", "alternative"),
-        ({"rs28399504": "0/1"}, "*1/*4", "Intermediate Metabolizer", "alternative"),
+        (STAR1, "*1/*1", "Normal Metabolizer", "standard"),
+        ({}, "*38/*38", "Normal Metabolizer", "standard"),
+        ({"rs3758581": "0/1"}, "*1/*38", "Normal Metabolizer", "standard"),
+        ({**STAR1, "rs12769205": "1/1", "rs4244285": "1/1"}, "*2/*2", "Poor Metabolizer", "alternative"),
+        ({**STAR2_HET, "rs4986893": "0/1"}, "*2/*3", "Poor Metabolizer", "alternative"),
+        (STAR2_HET, "*1/*2", "Intermediate Metabolizer", "alternative"),
+        ({**STAR1, "rs12248560": "0/1"}, "*1/*17", "Rapid Metabolizer", "standard"),
+        ({**STAR1, "rs12248560": "1/1"}, "*17/*17", "Ultrarapid Metabolizer", "standard"),
+        ({**STAR2_HET, "rs12248560": "0/1"}, "*2/*17", "Intermediate Metabolizer", "alternative"),
+        ({**STAR1, "rs28399504": "0/1"}, "*1/*4", "Intermediate Metabolizer", "alternative"),
     ],
 )
 def test_cyp2c19_and_clopidogrel(tmp_path, genotypes, diplotype, phenotype, action):
@@ -49,16 +56,16 @@ def test_cyp2c19_and_clopidogrel(tmp_path, genotypes, diplotype, phenotype, acti
 
 def test_cyp2c19_star4_with_star17_variant_is_star4(tmp_path):
     """CPIC *4.002 carries c.-806C>T too; unphased, *4 (with it) / *1 and *4 / *17 both fit."""
-    gene = call(tmp_path, {"rs28399504": "0|1", "rs12248560": "0|1"})["genes"]["CYP2C19"]
+    gene = call(tmp_path, {"rs3758581": "1|1", "rs28399504": "0|1", "rs12248560": "0|1"})["genes"]["CYP2C19"]
     assert gene["diplotype"] == "*1/*4" and gene["phased"]
-    unphased = call(tmp_path, {"rs28399504": "0/1", "rs12248560": "0/1"})["genes"]["CYP2C19"]
+    unphased = call(tmp_path, {**STAR1, "rs28399504": "0/1", "rs12248560": "0/1"})["genes"]["CYP2C19"]
     assert unphased["status"] == "ambiguous"
     assert unphased["possible_diplotypes"] == ["*1/*4", "*4/*17"]
     assert unphased["phenotype"] == "Intermediate Metabolizer"  # both are one no-function allele
 
 
 def test_unphased_two_hets_reports_phase_note(tmp_path):
-    gene = call(tmp_path, {"rs4244285": "0/1", "rs12248560": "0/1"})["genes"]["CYP2C19"]
+    gene = call(tmp_path, {**STAR2_HET, "rs12248560": "0/1"})["genes"]["CYP2C19"]
     assert not gene["phased"]
     assert any("phase unknown at" in note for note in gene["notes"])
 
@@ -138,6 +145,7 @@ def test_slco1b1_and_simvastatin(tmp_path, genotypes, diplotypes, phenotype, act
     [
         ({}, "*1/*1", 2.0, "5-7 mg/day"),
         ({"rs1057910": "0/1", "rs9923231": "0/1"}, "*1/*3", 1.0, "3-4 mg/day"),
+        ({"rs1057910": "0/1", "rs9923231": "1/1"}, "*1/*3", 1.0, "0.5-2 mg/day"),  # issue 12 item 8's patient
         ({"rs1799853": "0/1", "rs1057910": "0/1", "rs9923231": "1/1"}, "*2/*3", 0.5, "0.5-2 mg/day"),
     ],
 )
@@ -158,7 +166,7 @@ def test_warfarin_outside_label_table_uses_cpic_fallback(tmp_path):
 
 
 def test_missing_record_is_reported_never_taken_as_reference(tmp_path):
-    sample = call(tmp_path, {}, omit=["rs4986893"])
+    sample = call(tmp_path, STAR1, omit=["rs4986893"])
     gene = sample["genes"]["CYP2C19"]
     assert gene["missing"] == ["not called: rs4986893 (no VCF record)"]
     assert gene["status"] == "incomplete" and gene["diplotype"] is None
@@ -179,7 +187,7 @@ def test_missing_genotype_is_reported(tmp_path):
 
 def test_missing_position_that_cannot_change_the_phenotype(tmp_path):
     """*2 het with c.-806 not called: *1/*2 and *2/*17 are both Intermediate Metabolizer."""
-    gene = call(tmp_path, {"rs4244285": "0/1"}, omit=["rs12248560"])["genes"]["CYP2C19"]
+    gene = call(tmp_path, STAR2_HET, omit=["rs12248560"])["genes"]["CYP2C19"]
     assert gene["possible_diplotypes"] == ["*1/*2", "*2/*17"]
     assert gene["phenotype"] == "Intermediate Metabolizer"
     assert gene["missing"] == ["not called: rs12248560 (no VCF record)"]

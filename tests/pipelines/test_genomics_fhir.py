@@ -9,7 +9,7 @@ from pipelines.base import Code
 from pipelines.genomics.make_sample_vcf import write_vcf
 from pipelines.genomics.pipeline import REPORT_TITLE, GenomicsPipeline
 
-POOR_CYP2C19 = {"rs4244285": "1/1", "rs3918290": "0/1"}
+POOR_CYP2C19 = {"rs3758581": "1/1", "rs12769205": "1/1", "rs4244285": "1/1", "rs3918290": "0/1"}
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,27 @@ def test_report_items_and_summary(result):
     assert result.summary.startswith("CYP2C19 *2/*2 (Poor Metabolizer)")
     assert "2 actionable recommendation(s) [GRCh38]" in result.summary
     assert (result.pipeline, result.version) == ("genomics", GenomicsPipeline.version)
+
+
+def test_not_assessable_gene_and_recommendation_say_why(tmp_path):
+    """A variant the node does not assess (CYP2C19 *9, c.431G>A) reaches FHIR and the SR as the reason."""
+    star9 = ("10", 94775489, "G", "A", {"S1": "0/1"})
+    res = GenomicsPipeline().run(write_vcf(tmp_path / "u.vcf", {"S1": POOR_CYP2C19}, extra=[star9]), patient_id="p")
+    for resource in res.fhir:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    reason = "CYP2C19: not assessable: unassessed variant at chr10:94775489 G>A"
+    genotype = next(o for o in by_type(res.fhir, "Observation") if "dataAbsentReason" in o)
+    assert genotype["dataAbsentReason"]["text"] == reason
+    assert "Unassessed variant: chr10:94775489 G>A (genotype 0/1)" in [n["text"] for n in genotype["note"]]
+    clopidogrel = next(o for o in by_type(res.fhir, "Observation") if any(
+        c.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code") == "32968" for c in o["component"]))
+    assert clopidogrel["component"][0]["valueCodeableConcept"] == {"text": "not assessable"}
+    assert clopidogrel["note"][0]["text"].startswith("No recommendation: CYP2C19 not assessable: unassessed variant")
+    tasks = by_type(res.fhir, "Task")  # only fluoropyrimidines (DPYD *1/*2A) is proposed
+    assert [t["code"]["coding"][0]["code"] for t in tasks] == ["LA26422-8"]
+    report, = by_type(res.fhir, "DiagnosticReport")
+    assert reason in report["conclusion"] and "Not determined: clopidogrel" in report["conclusion"]
+    assert any(i.text == reason for i in res.report_items if i.name.value == "84413-4")
+    sr_clopidogrel = next(i for i in res.report_items if i.name == Code("32968", "RXNORM", "clopidogrel"))
+    assert sr_clopidogrel.text.startswith("No recommendation: CYP2C19 not assessable: unassessed variant at chr10:94775489")
+    assert res.summary.startswith("CYP2C19 not assessable;")
