@@ -3,7 +3,8 @@
 Every generated object is a valid instance of its IOD (CT Image, MR Image, Digital X-Ray /
 CR), with a made-up patient ("SYNTHETIC^PATIENT") and UIDs from pydicom's generator. CT and
 MR volumes may carry a bright spherical "lesion" so the demo segmentation models have
-something to find; X-rays may carry a round "nodule".
+something to find; X-rays may carry a round "nodule". :func:`ct_phantom` makes a CT of
+clinical size with several ellipsoid lesions of known size, to check what is measured on them.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from pydicom.uid import (
 
 __all__ = [
     "StudySpec",
+    "PhantomLesion",
+    "ct_phantom",
     "ct_volume",
     "mr_volume",
     "xray_image",
     "ct_series",
+    "ct_series_from_volume",
     "mr_series",
     "xray_instance",
     "write_series",
@@ -237,6 +241,19 @@ def ct_series(
     )
 
 
+def ct_series_from_volume(
+    volume: np.ndarray,
+    spacing: tuple[float, float, float],
+    study: StudySpec | None = None,
+    series_number: int = 1,
+    description: str = "SYNTHETIC CT",
+) -> list[Dataset]:
+    """An axial CT series holding ``volume`` (HU, (z, y, x)) at ``spacing`` (mm), for generators
+    of their own (stored as 12-bit values with Rescale Intercept −1024: HU −1024…3071)."""
+    return list(_volume_series(volume, study or StudySpec(), CTImageStorage, "CT", spacing, series_number,
+                               description, None))
+
+
 def mr_series(
     study: StudySpec | None = None,
     shape: tuple[int, int, int] = (24, 64, 64),
@@ -250,6 +267,83 @@ def mr_series(
     return list(
         _volume_series(vol, study or StudySpec(), MRImageStorage, "MR", spacing, series_number, "SYNTHETIC MR T2", None)
     )
+
+
+@dataclass(frozen=True)
+class PhantomLesion:
+    """An axis-aligned ellipsoid lesion of :func:`ct_phantom`.
+
+    ``centre`` is in voxel indices (z, y, x), ``semi_axes_mm`` in mm along (z, y, x), so its
+    true size does not depend on the grid it is drawn on.
+    """
+
+    centre: tuple[float, float, float]
+    semi_axes_mm: tuple[float, float, float]
+    hu: float = 160.0
+
+    @property
+    def longest_axial_diameter_mm(self) -> float:
+        """The analytic longest in-plane diameter: the larger axis of the central axial ellipse."""
+        return 2.0 * max(self.semi_axes_mm[1:])
+
+    @property
+    def volume_mm3(self) -> float:
+        """The analytic ellipsoid volume, 4/3·π·a·b·c."""
+        a, b, c = self.semi_axes_mm
+        return 4.0 / 3.0 * np.pi * a * b * c
+
+
+def ct_phantom(
+    lesions: list[PhantomLesion],
+    shape: tuple[int, int, int] = (300, 512, 512),
+    spacing: tuple[float, float, float] = (1.25, 0.75, 0.75),
+    study: StudySpec | None = None,
+    seed: int = 0,
+    series_number: int = 1,
+) -> tuple[list[Dataset], np.ndarray]:
+    """A chest-like CT of clinical size with known lesions, and its label mask (lesion ``i`` → ``i + 1``).
+
+    Air around an elliptic body with a subcutaneous fat rim (−100 HU), two lungs (−850 HU), a
+    vertebra (700 HU) and soft tissue (40 HU); Gaussian noise σ 12 HU. Built slice by slice so
+    a 300 × 512² series needs no float64 volume.
+    """
+    rng = np.random.default_rng(seed)
+    z, y, x = shape
+    yy, xx = np.ogrid[:y, :x]
+    cy, cx = y / 2, x / 2
+
+    def ellipse(ay: float, ax: float, oy: float = 0.0, ox: float = 0.0) -> np.ndarray:
+        return ((yy - cy - oy * y) / (ay * y)) ** 2 + ((xx - cx - ox * x) / (ax * x)) ** 2 <= 1.0
+
+    plane = np.full((y, x), -1000.0, dtype=np.float32)
+    plane[ellipse(0.40, 0.46)] = -100.0
+    plane[ellipse(0.37, 0.43)] = 40.0
+    for side in (-1, 1):
+        plane[ellipse(0.24, 0.14, -0.04, side * 0.19)] = -850.0
+    plane[ellipse(0.05, 0.05, 0.27, 0.0)] = 700.0
+    volume = np.empty(shape, dtype=np.float32)
+    for k in range(z):
+        volume[k] = plane + rng.normal(0.0, 12.0, (y, x)).astype(np.float32)
+    mask = np.zeros(shape, dtype=np.uint8)
+    for number, lesion in enumerate(lesions, start=1):
+        box, inside = _ellipsoid(shape, spacing, lesion)
+        mask[box][inside] = number
+        volume[box][inside] = lesion.hu + rng.normal(0.0, 12.0, int(inside.sum())).astype(np.float32)
+    return ct_series_from_volume(volume, spacing, study, series_number, "SYNTHETIC CT PHANTOM"), mask
+
+
+def _ellipsoid(
+    shape: tuple[int, int, int], spacing: tuple[float, float, float], lesion: PhantomLesion
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The bounding box of ``lesion`` in the grid and, within it, the voxels whose centres lie inside."""
+    box, axes = [], []
+    for n, centre, semi, step in zip(shape, lesion.centre, lesion.semi_axes_mm, spacing):
+        reach = semi / step
+        low, high = max(0, int(np.floor(centre - reach))), min(n, int(np.ceil(centre + reach)) + 1)
+        box.append(slice(low, high))
+        axes.append(((np.arange(low, high) - centre) * step / semi) ** 2)
+    inside = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :] <= 1.0
+    return tuple(box), inside
 
 
 def xray_instance(

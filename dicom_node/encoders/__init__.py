@@ -9,8 +9,8 @@
     SidecarResult ──encode_sidecar_report──▶ Comprehensive SR, no images        (910)
 
 Modules: :mod:`.algorithm` (who made it), :mod:`.uids` (deterministic UIDs), :mod:`.coding`
-(concepts used), :mod:`.measure` (mask measurements), :mod:`.seg`, :mod:`.sr`,
-:mod:`.sidecar_sr`. Errors in the input (shapes, labels, studies) raise ``ValueError``.
+(concepts used), :mod:`.measure` (mask measurements), :mod:`.library` (Image Library of
+projection radiographs), :mod:`.seg`, :mod:`.sr`, :mod:`.sidecar_sr`. Errors in the input (shapes, labels, studies) raise ``ValueError``.
 """
 
 from .algorithm import AlgorithmInfo, add_contributing_equipment

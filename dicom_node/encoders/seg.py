@@ -1,6 +1,8 @@
 """Segmentation results as DICOM SEG (PS3.3 A.51), the IHE AIR way.
 
-``encode_segmentation`` writes a BINARY SEG with one segment per label of the mask;
+``encode_segmentation`` writes a BINARY SEG with one segment per label of the mask (the
+segmentation pipelines label each lesion apart: "Lesion 1", "Lesion 2"…, each with the
+tracking UID its SR measurement group carries);
 ``encode_heatmap`` writes a classifier's explanation map as a FRACTIONAL (probability) SEG with
 Content Label ``HEATMAP``. Both:
 
@@ -25,6 +27,7 @@ of the same pipeline version stored for that series, rather than leaving a stale
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,18 +78,21 @@ def encode_segmentation(result: ImagingResult, algorithm: AlgorithmInfo, series_
     values = segment_values(result.segmentation)
     segments = _segment_numbers(mask, values)
     descriptions = []
+    shared = Counter(result.segmentation.labels[value].label for value in values)
     for number, value in enumerate(values, start=1):
         label = result.segmentation.labels[value]
+        tracking_id = f"{label.label} {number}"[:64]
         descriptions.append(
             SegmentDescription(
                 segment_number=number,
-                segment_label=label.label[:64],
+                # several segments of one kind (a pipeline's lesions) are told apart as the SR does
+                segment_label=(tracking_id if shared[label.label] > 1 else label.label)[:64],
                 segmented_property_category=coded(label.category),
                 segmented_property_type=coded(label.type),
                 algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm.seg_identification(),
                 tracking_uid=tracking_uid(result, f"label/{value}"),
-                tracking_id=f"{label.label} {number}"[:64],
+                tracking_id=tracking_id,
                 anatomic_regions=[coded(label.anatomic_region)] if label.anatomic_region else None,
                 display_color=color.CIELabColor.from_rgb(*_PALETTE[(number - 1) % len(_PALETTE)]),
             )
@@ -178,12 +184,19 @@ def _projection_geometry(seg: Segmentation, image: Dataset) -> None:
     copies the UID, and with a Frame of Reference dciodvfy asks for a Slice Thickness in the Pixel
     Measures macro (PS3.3 C.7.6.16.2.1) that a projection does not have. Such a SEG is located by its Derivation Image Sequence,
     not by patient coordinates, so the UID is dropped and Patient Orientation (General Image,
-    Type 2C when there is no Image Orientation (Patient)) is copied instead.
+    Type 2C when there is no Image Orientation (Patient)) is copied instead. A Pixel Spacing of
+    zero copied from the source is dropped with its Pixel Measures item.
     """
     for keyword in ("FrameOfReferenceUID", "PositionReferenceIndicator"):
         if keyword in seg:
             delattr(seg, keyword)
     seg.PatientOrientation = image.get("PatientOrientation", "")
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    measures = shared.get("PixelMeasuresSequence")
+    if measures and any(float(v) <= 0 for v in measures[0].get("PixelSpacing") or [0]):
+        # highdicom copies the source's Pixel Spacing; a CR's "0\\0" is no spacing (dciodvfy: "Value
+        # is zero"), and without a Frame of Reference the Pixel Measures macro is not required.
+        del shared.PixelMeasuresSequence
 
 
 def _segment_numbers(mask: np.ndarray, values: list[int]) -> np.ndarray:

@@ -5,7 +5,8 @@ Every report has:
 - a device observer (TID 1002/1004) whose Device Observer UID is the algorithm's Device UID;
 - Procedure Reported = the imaging procedure analysed (CID 100, by source Modality), not the
   algorithm;
-- an Image Library listing the source images (older OHIF needs one);
+- an Image Library listing the source images (older OHIF needs one; projection radiographs get
+  one of :mod:`.library`, which copes with a CR/DX without Imager Pixel Spacing);
 - TID 4019 Algorithm Identification on each measurement group, with a tracking identifier
   ("Lesion 1") and the tracking UID of the matching SEG segment;
 - highdicom's defaults for AI output: COMPLETE, UNVERIFIED, PRELIMINARY, evidence in Current
@@ -16,11 +17,15 @@ Everything referenced must be in the source's study (OHIF refuses cross-study re
 
 Segmentation reports: each segment with voxels gives a TID 1411 volumetric group referencing its
 SEG segment (a TID 1410 planar group referencing the SEG frame on projection radiographs) with
-volume (area on projections), maximum diameter and, for CT/MR, mean intensity; see
-:mod:`.measure` for how each is computed. Measurements are per segment (label), not per
-connected component. A segment without voxels gives a TID 1501 group saying the finding is
-"Absent": that is the "no finding" report. ``urgent=True`` adds a priority evaluation to the
-groups with a finding (see :mod:`.coding`); it is refused when nothing was found.
+volume (area on projections), long axis (the longest in-plane diameter) and, for CT/MR, mean
+intensity; see :mod:`.measure` for how each is computed. Measurements are per segment: the
+segmentation pipelines give each lesion its own label, so each lesion is a segment and a group,
+sharing its tracking UID ("Lesion 1" is the largest). A size that needs a pixel spacing the
+image lacks is not assessable: instead of a number, a qualitative evaluation names the size
+with the value "Measurement not attempted" (CID 42), never a value from a guessed spacing. A segment without
+voxels gives a TID 1501 group saying the finding is "Absent": that is the "no finding" report.
+``urgent=True`` adds a priority evaluation to the groups with a finding (see :mod:`.coding`);
+it is refused when nothing was found.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from .coding import (
     coded,
     procedure_for_modality,
 )
+from .library import is_projection, projection_image_library
 from .measure import Geometry, SegmentMeasures, mean_values, measure_segment
 from .seg import aligned_frames, segment_values, tracking_uid
 from .uids import result_uid
@@ -200,15 +206,20 @@ def _segment_group(
     mean: tuple[Code | CodedConcept, float, Code | CodedConcept] | None,
     evaluations: list[QualitativeEvaluation],
 ) -> Group:
-    measurements = []
-    if measures.volume_mm3 is not None:
-        measurements.append(Measurement(codes.cid7469.Volume, measures.volume_mm3, codes.cid7181.CubicMillimeter))
-    if measures.area_mm2 is not None:
-        measurements.append(Measurement(codes.SCT.Area, measures.area_mm2, codes.cid7181.SquareMillimeter))
-    measurements.append(
-        Measurement(codes.cid7469.Diameter, measures.max_diameter_mm, codes.cid7181.Millimeter,
-                    derivation=codes.cid7464.Maximum)
-    )
+    sizes = [
+        (codes.SCT.Area, measures.area_mm2, codes.cid7181.SquareMillimeter) if measures.projection
+        else (codes.cid7469.Volume, measures.volume_mm3, codes.cid7181.CubicMillimeter),
+        (codes.cid7470.LongAxis, measures.long_axis_mm, codes.cid7181.Millimeter),
+    ]
+    measurements = [Measurement(name, value, unit) for name, value, unit in sizes if value is not None]
+    # Not assessable without a pixel spacing: said as "<size>: Measurement not attempted" (CID 42).
+    # A NUM item with an empty Measured Value Sequence would say it too (PS3.3 C.18.1), but
+    # highdicom, and viewers built like it, read MeasuredValueSequence[0] and fail on it.
+    missing = [name for name, value, _ in sizes if value is None]
+    if missing:
+        logger.info("Segment %d: %s not assessable, the source has no usable pixel spacing", number,
+                    " and ".join(name.meaning for name in missing))
+    evaluations = evaluations + [QualitativeEvaluation(name, codes.cid42.MeasurementNotAttempted) for name in missing]
     if mean is not None:
         name, value, unit = mean
         measurements.append(Measurement(name, value, unit, derivation=codes.cid7464.Mean))
@@ -221,7 +232,7 @@ def _segment_group(
         measurements=measurements,
         qualitative_evaluations=evaluations,
     )
-    if measures.volume_mm3 is None:  # projection radiograph: the segment is one SEG frame
+    if measures.projection:  # projection radiograph: the segment is one SEG frame
         return PlanarROIMeasurementsAndQualitativeEvaluations(
             referenced_segment=_segmentation_frame(seg, number, source[0]),
             **common,
@@ -310,13 +321,16 @@ def _document(
     images: Sequence[Dataset],
 ) -> Comprehensive3DSR:
     source = result.source
+    projections = all(is_projection(ds) for ds in images)
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=algorithm.observer_context()),
         procedure_reported=procedure_for_modality(str(source[0].Modality)),
         imaging_measurements=groups,
         title=codes.cid7021.ImagingMeasurementReport,
-        referenced_images=list(images),
+        referenced_images=None if projections else list(images),
     )
+    if projections:  # TID 1500 row order: Image Library just before Imaging Measurements, the last item
+        report[0].ContentSequence.insert(len(report[0].ContentSequence) - 1, projection_image_library(images))
     series_uid = str(source[0].SeriesInstanceUID)
     sr = Comprehensive3DSR(
         evidence=evidence,

@@ -19,6 +19,8 @@ from dicom_node.encoders import (
 )
 from pipelines.base import ImagingResult
 
+from tests.inference.helpers import real_radiograph
+
 from .helpers import CT_SHAPE, CT_SPACING, LESION, LIVER, code_value, content_items, imaging_result, measurement_groups, num_value
 
 
@@ -75,12 +77,12 @@ def test_ct_report_measures_and_references_the_segment(ct_result: ImagingResult,
     assert library == {ds.SOPInstanceUID for ds, frame in zip(source, ct_mask) if frame.any()}, "the slices with the finding"
     assert referenced_uids(sr) == library | {seg.SOPInstanceUID}
 
-    # Measurements: volume by voxel summation, max 3D Feret diameter, mean HU.
+    # Measurements: volume by voxel summation, long axis (in-plane), mean HU.
     dz, dy, dx = CT_SPACING
     assert num_value(group, "Volume") == pytest.approx(ct_mask.sum() * dz * dy * dx, rel=1e-9)
-    points = np.argwhere(ct_mask) * np.array([dz, dy, dx])
-    expected_diameter = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1).max())
-    assert num_value(group, "Diameter") == pytest.approx(expected_diameter, rel=1e-9)
+    # the synthetic lesion is a sphere of radius 6 voxels: 2 × 6 × 0.8 mm across in-plane
+    assert num_value(group, "Long axis") == pytest.approx(2 * 6 * dy, abs=1.5 * dy)
+    assert not content_items(group, "Diameter")
     volume, _ = syn.ct_volume(CT_SHAPE, 6.0, np.random.default_rng(0))
     stored_hu = np.clip(np.round(volume + 1024), 0, 4095) - 1024
     assert num_value(group, "Attenuation Coefficient") == pytest.approx(stored_hu[ct_mask].mean(), rel=1e-9)
@@ -144,10 +146,59 @@ def test_radiograph_segment_report_is_planar(study: syn.StudySpec, save, dciodvf
     seg, sr, _ = report(result, save, dciodvfy, dsrdump, "cr")
     (group,) = measurement_groups(sr)
     assert num_value(group, "Area") == pytest.approx(80 * 0.25)
-    assert num_value(group, "Diameter") == pytest.approx(np.hypot(9, 7) * 0.5)
+    # 10 rows × 8 columns at 0.5 mm: outline points (edge midpoints) 10 rows and 7 columns apart
+    assert num_value(group, "Long axis") == pytest.approx(np.hypot(10, 7) * 0.5)
     (frame,) = content_items(group, "Referenced Segmentation Frame")
     assert frame.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
     assert frame.ReferencedSOPSequence[0].ReferencedFrameNumber == 1
+
+
+def test_each_lesion_has_its_own_group_and_segment(study: syn.StudySpec, save, dciodvfy, dsrdump) -> None:
+    """Three lesions of a phantom: three segments, three groups, each measured on its own."""
+    shape, spacing = (48, 160, 160), (1.25, 0.75, 0.75)
+    lesions = [
+        syn.PhantomLesion((24.3, 110.5, 100.2), (10.0, 14.0, 12.0)),
+        syn.PhantomLesion((14.0, 64.0, 80.4), (6.0, 8.0, 6.0)),
+        syn.PhantomLesion((35.0, 30.7, 88.0), (4.0, 5.0, 5.0), hu=120.0),
+    ]
+    source, labels = syn.ct_phantom(lesions, shape=shape, spacing=spacing, study=study)
+    result = imaging_result(source, labels, {1: LESION, 2: LESION, 3: LESION})
+    seg, sr, dump = report(result, save, dciodvfy, dsrdump, "ct_three")
+
+    segments = seg.SegmentSequence
+    assert [s.SegmentLabel for s in segments] == ["Lesion 1", "Lesion 2", "Lesion 3"]
+    groups = measurement_groups(sr)
+    assert len(groups) == 3
+    assert len({s.TrackingUID for s in segments}) == 3
+    for number, (group, lesion, segment) in enumerate(zip(groups, lesions, segments), start=1):
+        (tracking_id,) = content_items(group, "Tracking Identifier")
+        (tracking_uid,) = content_items(group, "Tracking Unique Identifier")
+        (reference,) = content_items(group, "Referenced Segment")
+        assert tracking_id.TextValue == f"Lesion {number}" == segment.TrackingID
+        assert tracking_uid.UID == segment.TrackingUID
+        assert reference.ReferencedSOPSequence[0].ReferencedSegmentNumber == number
+        assert num_value(group, "Long axis") == pytest.approx(lesion.longest_axial_diameter_mm, abs=1.5 * spacing[1])
+        assert num_value(group, "Volume") == pytest.approx(lesion.volume_mm3, rel=0.05)
+        assert num_value(group, "Attenuation Coefficient") == pytest.approx(lesion.hu, abs=3.0)
+    assert dump.count("Lesion 3") >= 1
+
+
+def test_radiograph_without_spacing_reports_sizes_not_assessable(save, dciodvfy, dsrdump) -> None:
+    """A real CR with Pixel Spacing 0\\0: area and long axis are "Measurement not attempted", not numbers."""
+    image = real_radiograph("CR RG1 (PixelSpacing 0\\0)")
+    mask = np.zeros((image.Rows, image.Columns), np.uint8)
+    mask[900:960, 700:780] = 1
+    result = imaging_result([image], mask, {1: LESION}, pipeline="cxr-seg")
+    seg, sr, dump = report(result, save, dciodvfy, dsrdump, "cr_no_spacing")
+    (group,) = measurement_groups(sr)
+    for name in ("Area", "Long axis"):
+        assert code_value(group, name) == "Measurement not attempted", f"{name} without a spacing"
+    assert not [item for item in content_items(group, "Long axis") + content_items(group, "Area")
+                if "MeasuredValueSequence" in item], "no size is computed without a pixel spacing"
+    assert code_value(group, "Lesion") == "Present"
+    (frame,) = content_items(group, "Referenced Segmentation Frame")
+    assert frame.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
+    assert "Measurement not attempted" in dump
 
 
 def test_report_refuses_a_seg_from_another_study(ct_result: ImagingResult, algorithm: AlgorithmInfo) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import EnhancedCTImageStorage, generate_uid
 
@@ -71,3 +73,25 @@ def nodule_centre(seed: int, size: int = 128) -> tuple[int, int]:
     without, _ = syn.xray_image(size, False, np.random.default_rng(seed))
     row, col = np.unravel_index(np.argmax(with_nodule - without), with_nodule.shape)
     return int(row), int(col)
+
+
+# Genuine radiographs from packages of the test extra (never downloaded at run time):
+# pydicom-data's RG1 is a CR chest with Pixel Spacing 0\0 and no Imager Pixel Spacing, RG3 a CR
+# with neither; deid-data's cat is a DX (For Presentation) with Imager Pixel Spacing 0.14 mm.
+REAL_RADIOGRAPHS = {
+    "CR RG1 (PixelSpacing 0\\0)": ("pydicom-data", "RG1_UNCI.dcm"),
+    "CR RG3 (no spacing)": ("pydicom-data", "RG3_UNCI.dcm"),
+    "DX cat": ("deid-data", "animals/cat.dcm"),
+}
+
+
+def real_radiograph(name: str) -> Dataset:
+    """One of :data:`REAL_RADIOGRAPHS`, read from the installed package."""
+    package, path = REAL_RADIOGRAPHS[name]
+    if package == "pydicom-data":
+        from data_store import DataStore  # pydicom-data's module
+
+        return pydicom.dcmread(DataStore().get_path(path))
+    from deid_data.data import get_dataset
+
+    return pydicom.dcmread(Path(get_dataset(path.split("/")[0])) / path.split("/")[1])

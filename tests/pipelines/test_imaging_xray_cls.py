@@ -6,16 +6,19 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 
 from dicom_node import synthetic as syn
+from dicom_node.encoders import AlgorithmInfo, encode_classification_report, encode_heatmap
 from dicom_node.inference.models import load_model
 from pipelines import registry
 from pipelines.base import PipelineError
 from pipelines.xray_cls import train
 from pipelines.xray_cls.pipeline import XRayClassification
-from tests.inference.helpers import nodule_centre
+from tests.encoders.helpers import content_items
+from tests.inference.helpers import REAL_RADIOGRAPHS, nodule_centre, real_radiograph
 
 SEEDS = (2, 11, 12, 13)
 
@@ -59,6 +62,38 @@ def test_monochrome1_cr_reads_like_monochrome2_dx(pipeline: XRayClassification) 
     cr = pipeline.run([syn.xray_instance(seed=2, modality="CR", monochrome1=True)])
     assert dx.classification is not None and cr.classification is not None
     assert cr.classification.positive and abs(cr.classification.probability - dx.classification.probability) < 0.2
+
+
+@pytest.mark.parametrize("name", REAL_RADIOGRAPHS)
+def test_real_radiographs_give_valid_heatmap_and_report(pipeline: XRayClassification, name: str, tmp_path: Path,
+                                                        dciodvfy, dsrdump) -> None:
+    """Real CR/DX files, with and without (usable) pixel spacing, end in a valid SEG and SR.
+
+    A CR with Pixel Spacing 0\\0 and no Imager Pixel Spacing failed in highdicom's Image Library
+    (AttributeError) and the job returned nothing.
+    """
+    image = real_radiograph(name)
+    result = pipeline.run([image])
+    assert result.classification is not None
+    assert result.classification.heatmap.shape == (image.Rows, image.Columns)
+    algorithm = AlgorithmInfo.from_result(result)
+    heatmap = encode_heatmap(result, algorithm)
+    heatmap.save_as(tmp_path / "heatmap.dcm", enforce_file_format=True)
+    dciodvfy(tmp_path / "heatmap.dcm")
+    encode_classification_report(result, heatmap, algorithm).save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    dciodvfy(tmp_path / "sr.dcm")
+    dsrdump(tmp_path / "sr.dcm")
+
+    sr = pydicom.dcmread(tmp_path / "sr.dcm")
+    (entry,) = content_items(sr, "Source")  # the Image Library lists the radiograph
+    assert entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    (modality,) = content_items(entry, "Modality")
+    assert modality.ConceptCodeSequence[0].CodeValue == image.Modality
+    spacing = content_items(entry, "Horizontal Pixel Spacing")
+    if "ImagerPixelSpacing" in image:
+        assert float(spacing[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(float(image.ImagerPixelSpacing[1]))
+    else:
+        assert not spacing, "no spacing is made up for an image that has none"
 
 
 def test_torchscript_bundle_explains_by_occlusion(tmp_path: Path) -> None:
