@@ -145,8 +145,9 @@ def write_vcf(
         columns = "\t".join(extra_gts.get(s, "0/0") for s in samples)
         records.append((chrom, pos, f".\t{ref}\t{alt}\t.\tPASS\t.\tGT\t{columns}"))
     if gvcf:
-        known = {(v.chrom, v.position(build)): v.genome_ref(build) for g in definitions.genes.values() for v in g.variants}
-        gaps = {(v.chrom, v.position(build)) for g in definitions.genes.values() for v in g.variants if v.rsid in omitted}
+        every = [v for g in definitions.genes.values() for v in g.variants]
+        known = {(v.chrom, v.position(build)): v.genome_ref(build) for v in every}
+        gaps = {(v.chrom, v.position(build)) for v in every if v.rsid in omitted}
         records += _blocks(records, gaps, len(samples), known)
     rng = random.Random(seed)
     records += _background(background, rng, build, len(samples), definitions, {(r[0], r[1]) for r in records})

@@ -173,7 +173,8 @@ class GenomicsPipeline(SidecarPipeline):
         if len(samples) == 1:
             genes = next(iter(samples.values()))["genes"]
             calls = "; ".join(f"{g} not assessable" if d["status"] == "not_assessable"
-                              else f"{g} {d['diplotype'] or 'indeterminate'} ({d['phenotype']})" for g, d in genes.items())
+                              else f"{g} {d['diplotype'] or 'indeterminate'} ({d['phenotype']})"
+                              for g, d in genes.items())
             return f"{calls}; {actionable} actionable recommendation(s) [{vcf.build}]"
         gene_results = [d for sample in samples.values() for d in sample["genes"].values()]
         determined = sum(1 for d in gene_results if d["phenotype"] != INDETERMINATE)
