@@ -31,9 +31,14 @@ __all__ = [
     "Peer",
     "DicomDestination",
     "DicomWebDestination",
+    "Hl7Destination",
+    "FhirDestination",
+    "WebhookDestination",
+    "NOTIFY_KINDS",
     "CompletionSettings",
     "QueueSettings",
     "PipelineSettings",
+    "HttpSettings",
     "Settings",
     "load_settings",
     "record_settings",
@@ -79,7 +84,58 @@ class DicomWebDestination(BaseModel):
     url: str
 
 
-Destination = DicomDestination | DicomWebDestination
+class Hl7Destination(BaseModel):
+    """A RIS/worklist taking HL7 v2.5.1 ORU^R01 results over MLLP (``dicom_node.notify.hl7``)."""
+
+    kind: Literal["hl7"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+    sending_application: str = "DICOM_NODE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    version: Literal["2.5.1"] = "2.5.1"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    ack_timeout_s: float = Field(10.0, gt=0, description="no ACK within this is a failed attempt (retried)")
+    send_failures: bool = Field(False, description="a failed pipeline sends an ORU with OBR-25 X and the reason")
+
+
+class FhirDestination(BaseModel):
+    """A FHIR R4 server taking a transaction Bundle per result (``dicom_node.notify.fhir``)."""
+
+    kind: Literal["fhir"]
+    base_url: str
+    auth_token: str | None = Field(None, description="sent as 'Authorization: Bearer …'")
+    fhir_version: Literal["R4"] = "R4"
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class WebhookDestination(BaseModel):
+    """An HTTP endpoint (chat, dashboard) POSTed a rendered body per result.
+
+    ``template`` is a Jinja template of the body (JSON of the summary when unset); it sees the
+    patient's name and ID only with ``phi: true`` (``dicom_node.notify.webhook``).
+    """
+
+    kind: Literal["webhook"]
+    url: str
+    template: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    phi: bool = False
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_template(self) -> WebhookDestination:
+        from dicom_node.notify.webhook import check_template
+
+        if self.template is not None:
+            check_template(self.template, self.phi)
+        return self
+
+
+NOTIFY_KINDS = ("hl7", "fhir", "webhook")  # destinations a result is announced to, not sent images
+
+Destination = DicomDestination | DicomWebDestination | Hl7Destination | FhirDestination | WebhookDestination
 
 
 class CompletionSettings(BaseModel):
@@ -113,6 +169,21 @@ class PipelineSettings(BaseModel):
     urgent_threshold: float = Field(0.9, ge=0, le=1, description="classification probability flagged urgent")
     urgent_volume_ml: float | None = Field(None, gt=0, description="segmented volume flagged urgent; None = never")
     device: str | None = None
+    notify: list[str] = Field(default_factory=list, description="hl7/fhir/webhook destinations told of each result")
+
+
+class HttpSettings(BaseModel):
+    """The web face (:mod:`dicom_node.web`): DICOMweb, health and metrics over HTTP.
+
+    Off unless enabled (or ``serve --http-port``); loopback by default, since anything else
+    exposes the store to whoever holds a token. Every path but ``public_paths`` needs a bearer token.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/metrics"])
+    max_upload_mb: int = Field(2048, ge=1, description="a STOW-RS body larger than this gets 413")
 
 
 class Settings(BaseSettings):
@@ -138,10 +209,11 @@ class Settings(BaseSettings):
     duplicate_policy: Literal["replace", "keep"] = "replace"
     min_free_disk_mb: int = Field(500, ge=0, description="refuse C-STORE with 0xA700 below this")
     completion: CompletionSettings = Field(default_factory=CompletionSettings)
-    destinations: dict[str, DicomDestination | DicomWebDestination] = Field(default_factory=dict)
+    destinations: dict[str, Destination] = Field(default_factory=dict)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     rules: list[Rule] = Field(default_factory=list)
     pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     return_results_to_origin: bool = Field(True, description="send results to the calling AE's destination")
     origins: dict[str, str] = Field(
         default_factory=dict, description="calling AE title → destination name, where they differ"
@@ -166,16 +238,25 @@ class Settings(BaseSettings):
             raise ValueError(f"duplicate rule names: {dupes}")
         for rule in self.rules:
             for dest in rule.forward:
-                if dest not in self.destinations:
-                    raise ValueError(f"rule {rule.name!r} field 'forward': unknown destination {dest!r}")
-            if rule.fetch_priors and rule.fetch_priors.source not in self.destinations:
-                raise ValueError(
-                    f"rule {rule.name!r} field 'fetch_priors.source': unknown destination {rule.fetch_priors.source!r}"
-                )
+                self._check_kind(dest, f"rule {rule.name!r} field 'forward'", notify=False)
+            if rule.fetch_priors:
+                self._check_kind(rule.fetch_priors.source, f"rule {rule.name!r} field 'fetch_priors.source'", notify=False)
+            for dest in rule.notify or []:
+                self._check_kind(dest, f"rule {rule.name!r} field 'notify'", notify=True)
         for ae, dest in self.origins.items():
-            if dest not in self.destinations:
-                raise ValueError(f"origins[{ae!r}]: unknown destination {dest!r}")
+            self._check_kind(dest, f"origins[{ae!r}]", notify=False)
+        for name, pipeline in self.pipelines.items():
+            for dest in pipeline.notify:
+                self._check_kind(dest, f"pipelines[{name!r}] field 'notify'", notify=True)
         return self
+
+    def _check_kind(self, dest: str, where: str, notify: bool) -> None:
+        """DICOM objects go to DICOM/DICOMweb destinations, notifications to hl7/fhir/webhook ones."""
+        if dest not in self.destinations:
+            raise ValueError(f"{where}: unknown destination {dest!r}")
+        if (self.destinations[dest].kind in NOTIFY_KINDS) != notify:
+            wanted = "an hl7, fhir or webhook" if notify else "a dicom or dicomweb"
+            raise ValueError(f"{where}: destination {dest!r} is {self.destinations[dest].kind}; {wanted} one is needed")
 
     @property
     def store_dir(self) -> Path:

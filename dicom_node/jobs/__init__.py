@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from dicom_node.config import Settings
 from dicom_node.errors import PermanentError
-from dicom_node.jobs import forward, imaging, priors, sidecar
+from dicom_node.jobs import forward, imaging, notify, priors, sidecar
 from dicom_node.jobs.outcome import Outcome
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job
@@ -29,6 +29,7 @@ EXECUTORS: dict[str, Executor] = {
     "pipeline": imaging.run_pipeline_job,
     "sidecar": sidecar.run_sidecar_job,
     "fetch_priors": priors.run_fetch_priors,
+    "notify": notify.run_notify,
 }
 
 

@@ -25,6 +25,7 @@ from dicom_node.encoders import (
 from dicom_node.encoders.measure import Geometry
 from dicom_node.errors import StudyError
 from dicom_node.inference.device import select_device
+from dicom_node.jobs.notify import result_notices
 from dicom_node.jobs.outcome import Outcome
 from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.store.filestore import FileStore
@@ -106,6 +107,7 @@ def run_pipeline_job(settings: Settings, index: Index, job: Job) -> Outcome:
     store_s = time.perf_counter() - t0
     destinations = list(job.params.get("return_to", []))
     result_paths = [r.path for r in records]
+    stored = [{"sop_instance_uid": r.sop_instance_uid, "sop_class_uid": r.sop_class_uid, "path": r.path} for r in records]
     with index.sessions.begin() as session:
         add_jobs(
             session,
@@ -113,14 +115,14 @@ def run_pipeline_job(settings: Settings, index: Index, job: Job) -> Outcome:
                 NewJob(kind="send", queue="send", study_uid=job.study_uid, series_uid=job.series_uid, rule=job.rule,
                        destination=dest, priority=0 if urgent else job.priority, params={"paths": result_paths})
                 for dest in destinations
-            ],
+            ] + result_notices(job, stored, urgent),
             settings.queue.max_attempts,
         )  # fmt: skip
     timings = {"read": read_s, **result.timings, "encode": encode_s, "store": store_s}
     data = {
         **_summary(result),
         "urgent": urgent,
-        "results": [{"sop_instance_uid": r.sop_instance_uid, "sop_class_uid": r.sop_class_uid, "path": r.path} for r in records],
+        "results": stored,
         "return_to": destinations,
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "model": {"name": result.model_name, "checksum": result.model_checksum},

@@ -15,6 +15,7 @@ from celery import shared_task
 from dicom_node.config import Settings
 from dicom_node.errors import PermanentError, TransientError
 from dicom_node.jobs import execute
+from dicom_node.jobs.notify import announce_failure
 from dicom_node.queue import outbox
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job
@@ -60,15 +61,19 @@ def execute_job(settings: Settings, index: Index, job_id: int) -> str:
             assert job is not None
         outcome = execute(settings, index, job)
     except TransientError as exc:
-        return outbox.fail(index, held, str(exc), transient=True, settings=settings.queue)
+        state = outbox.fail(index, held, str(exc), transient=True, settings=settings.queue)
     except PermanentError as exc:
-        return outbox.fail(index, held, str(exc), transient=False, settings=settings.queue)
+        state = outbox.fail(index, held, str(exc), transient=False, settings=settings.queue)
     except Exception as exc:  # an unexpected bug: keep it visible as a dead letter, not a lost job
         log.exception("job %d crashed", job_id)
-        return outbox.fail(index, held, f"{type(exc).__name__}: {exc}", transient=False, settings=settings.queue)
+        state = outbox.fail(index, held, f"{type(exc).__name__}: {exc}", transient=False, settings=settings.queue)
+    else:
+        state = "succeeded" if outbox.finish(index, held, outcome.as_result(), outcome.urgent) else "lost"
     finally:
         stop.set()
-    return "succeeded" if outbox.finish(index, held, outcome.as_result(), outcome.urgent) else "lost"
+    if state == "dead":
+        announce_failure(settings, index, job_id)  # a dead pipeline job tells the RIS, when configured
+    return state
 
 
 @shared_task(name="dicom_node.run_job", bind=True, acks_late=True)

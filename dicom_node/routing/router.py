@@ -16,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dicom_node.config import Settings
+from dicom_node.config import PipelineSettings, Settings
 from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.routing.rules import Rule, series_attributes
 from dicom_node.store.index import Index
@@ -64,11 +64,13 @@ def plan_jobs(settings: Settings, study_uid: str, series_attrs: dict[str, dict[s
                 origin = settings.origin_destination(str(attrs.get("calling_ae", "")))
                 if settings.return_results_to_origin and origin and origin not in returns:
                     returns.append(origin)
+                # the rule's notify list, else the pipeline's; kept on the job for its results
+                notify = rule.notify if rule.notify is not None else settings.pipelines.get(rule.pipeline, PipelineSettings()).notify
                 plan.jobs.append(
                     NewJob(
                         kind="pipeline", queue=queue_of(rule.pipeline), study_uid=study_uid, series_uid=series_uid,
                         rule=rule.name, pipeline=rule.pipeline, priority=rule.priority_value,
-                        params={"return_to": returns},
+                        params={"return_to": returns, **({"notify": list(notify)} if notify else {})},
                     )  # fmt: skip
                 )
             for dest in rule.forward:

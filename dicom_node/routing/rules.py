@@ -13,6 +13,8 @@ A rule::
       pipeline: ct_seg             # run an imaging pipeline on each matching series
       forward: [archive]           # C-STORE/STOW the whole study to these destinations
       fetch_priors: {source: pacs, lookback_days: 365, max_count: 3}
+      notify: [ris, fhir, teams]   # hl7/fhir/webhook destinations told of each pipeline result
+                                   #   (unset: the pipeline's own ``notify`` setting; [] for none)
 
 Any DICOM keyword of the series' first instance can be tested, plus ``calling_ae``. Rules are
 evaluated in file order and every matching rule applies; a matching ``discard: true`` rule
@@ -148,6 +150,7 @@ class Rule(BaseModel):
     pipeline: str | None = None
     forward: list[str] = Field(default_factory=list)
     fetch_priors: FetchPriors | None = None
+    notify: list[str] | None = None
     discard: bool = False
 
     @model_validator(mode="after")
@@ -156,6 +159,8 @@ class Rule(BaseModel):
             raise ValueError("a rule needs an action: pipeline, forward, fetch_priors or discard")
         if self.discard and (self.pipeline or self.forward or self.fetch_priors):
             raise ValueError("discard cannot be combined with other actions")
+        if self.notify and not self.pipeline:
+            raise ValueError("notify announces a pipeline's result: the rule needs a pipeline")
         return self
 
     @property

@@ -23,7 +23,8 @@ def send_files(
         from dicom_node.send.dimse import store_files
 
         return store_files(settings.ae_title, dest, paths, progress)
-    assert isinstance(dest, DicomWebDestination)
+    if not isinstance(dest, DicomWebDestination):  # hl7/fhir/webhook destinations take notifications, not files
+        raise ConfigError(f"destination {destination!r} is {dest.kind}: DICOM objects go to dicom or dicomweb destinations")
     from dicom_node.send.dicomweb import stow_files
 
     return stow_files(dest, paths, progress)
