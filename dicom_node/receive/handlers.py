@@ -5,9 +5,26 @@ C-STORE order of events — the success status leaves only after step 4:
 1. the data set is streamed to a temp file in ``incoming`` — by the C-STORE fast path
    (:mod:`dicom_node.receive.fastpath`) on established associations, else by pynetdicom
    (STORE_RECV_CHUNKED_DATASET) — so a 1 GB multi-frame object never sits in memory;
-2. the file's element headers are parsed to validate it and read its UIDs;
+2. every element of the file is checked and its index values read
+   (:func:`~dicom_node.store.header.read_header`), and its UIDs are compared with the request's;
 3. the file is fdatasync'ed and renamed to its place in the store, its folder fsync'ed;
 4. its index record is queued for the batched index writer (reconciliation covers a crash).
+
+Bad input is refused, not stored and quarantined: the sender learns at once, and nothing the
+node cannot read enters the store, where a loop shared by every study (the router reads every
+element of a series' first instance) would fail on it at every round.
+
+* 0xC000: a data set pydicom cannot read in full — truncated, not encoded in its transfer
+  syntax, or with an element it cannot convert to a value (an unknown VR, a US value of 3 bytes,
+  a sequence whose items do not fill it).
+* 0xA900: a UID missing, longer than 64 characters or not digits and dots (PS3.5 9.1: a UID is
+  never cut short, since one cut short may be another instance's), or a SOP Class or SOP
+  Instance UID other than the request's Affected SOP Class / Instance UID (PS3.4 B.2.3).
+
+Step 2 walks every element header, sequence items included, and converts no value: some
+5–15 µs more an instance than reading the index values alone, where converting every value with
+pydicom costs 0.6–1.6 ms (timeit on 64² and 512² CT slices, explicit and implicit VR, on a busy
+2-core machine). Files the walk cannot vouch for, pydicom reads and converts in full.
 """
 
 from __future__ import annotations
@@ -98,10 +115,16 @@ class StoreHandler:
         except HeaderError as exc:
             log.warning("C-STORE %s from %s refused (0x%04X): %s", sop_instance, calling, exc.status, exc.reason)
             return exc.status
-        if record.sop_class_uid and record.sop_class_uid != sop_class:
+        if record.sop_class_uid != sop_class:
             log.warning(
                 "C-STORE %s from %s refused (0xA900): dataset SOP class %s, request says %s",
-                sop_instance, calling, record.sop_class_uid, sop_class,
+                sop_instance, calling, record.sop_class_uid or "(none)", sop_class,
+            )  # fmt: skip
+            return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+        if record.sop_instance_uid != sop_instance:
+            log.warning(
+                "C-STORE %s from %s refused (0xA900): dataset SOP Instance UID is %s",
+                sop_instance, calling, record.sop_instance_uid,
             )  # fmt: skip
             return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
         final = self.store.path_for(record.study_uid, record.series_uid, record.sop_instance_uid)

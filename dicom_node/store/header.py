@@ -1,7 +1,9 @@
 """Reading and checking what the index needs from a stored instance, without its pixel data.
 
 Used on the receive path (to validate before acknowledging) and by reconciliation (to index a
-file whose row was lost in a crash).
+file whose row was lost in a crash). A file passes only if pydicom can read every element of it
+to a value: whatever reads it later (the router reads every element of a series' first
+instance) must not fail on it, so one bad instance cannot stop a loop shared by every study.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ import datetime as dt
 import os
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import DicomDictionary, dictionary_VR, private_dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.hooks import raw_element_vr
+from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
-__all__ = ["HeaderError", "InstanceRecord", "quick_values", "read_header", "record_from_dataset"]
+__all__ = ["HeaderError", "InstanceRecord", "quick_values", "read_header", "record_from_dataset", "valid_uid"]
 
 
 class HeaderError(ValueError):
@@ -65,12 +70,13 @@ class InstanceRecord:
     instance_number: int | None = None
 
 
-# InstanceRecord field, DICOM keyword, VR, longest value kept (0: an integer).
-_FIELDS: tuple[tuple[str, str, str, int], ...] = (
-    ("sop_instance_uid", "SOPInstanceUID", "UI", 64),
-    ("sop_class_uid", "SOPClassUID", "UI", 64),
-    ("study_uid", "StudyInstanceUID", "UI", 64),
-    ("series_uid", "SeriesInstanceUID", "UI", 64),
+# InstanceRecord field, DICOM keyword, VR, longest text kept (None: all of it; an IS becomes an
+# integer). A UID is never cut: one cut short may be another instance's, so an invalid one is refused.
+_FIELDS: tuple[tuple[str, str, str, int | None], ...] = (
+    ("sop_instance_uid", "SOPInstanceUID", "UI", None),
+    ("sop_class_uid", "SOPClassUID", "UI", None),
+    ("study_uid", "StudyInstanceUID", "UI", None),
+    ("series_uid", "SeriesInstanceUID", "UI", None),
     ("patient_id", "PatientID", "LO", 64),
     ("patient_name", "PatientName", "PN", 324),
     ("birth_date", "PatientBirthDate", "DA", 8),
@@ -82,16 +88,26 @@ _FIELDS: tuple[tuple[str, str, str, int], ...] = (
     ("study_description", "StudyDescription", "LO", 64),
     ("referring_physician", "ReferringPhysicianName", "PN", 324),
     ("modality", "Modality", "CS", 16),
-    ("series_number", "SeriesNumber", "IS", 0),
+    ("series_number", "SeriesNumber", "IS", None),
     ("series_description", "SeriesDescription", "LO", 64),
     ("body_part", "BodyPartExamined", "CS", 16),
     ("manufacturer", "Manufacturer", "LO", 64),
-    ("instance_number", "InstanceNumber", "IS", 0),
+    ("instance_number", "InstanceNumber", "IS", None),
 )
 _REQUIRED = (("sop_instance_uid", "SOPInstanceUID"), ("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"))
+_UIDS = (*_REQUIRED, ("sop_class_uid", "SOPClassUID"))
+# PS3.5 9.1: digits in dot-separated components, at most 64 characters. A component's leading
+# zero, also forbidden there, is let through: it is common in the wild and harmless here.
+_UID_SYNTAX = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
-def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+def valid_uid(uid: str) -> bool:
+    """Whether ``uid`` can be indexed (the index's UID columns hold 64 characters) and sent on
+    unchanged: a peer keeps at most 64 characters, so a longer UID could turn into another's."""
+    return len(uid) <= 64 and _UID_SYNTAX.fullmatch(uid) is not None
+
+
+def _text(ds: Dataset, keyword: str, limit: int | None) -> str:
     value = ds.get(keyword, "")
     return ("" if value is None else str(value)).strip()[:limit]
 
@@ -108,25 +124,32 @@ def _record(values: dict[str, Any], transfer_syntax: str) -> InstanceRecord:
     missing = [keyword for name, keyword in _REQUIRED if not values[name]]
     if missing:
         raise HeaderError(f"dataset lacks {', '.join(missing)}", 0xA900)
+    for name, keyword in _UIDS:
+        if values[name] and not valid_uid(values[name]):
+            raise HeaderError(f"{keyword} {values[name][:80]!r} ({len(values[name])} characters) is not a valid UID (PS3.5 9.1)", 0xA900)
     return InstanceRecord(transfer_syntax=transfer_syntax, **values)
 
 
 def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
-    """Index attributes of ``ds``; raises HeaderError(0xA900) when a required UID is missing."""
-    values = {name: _text(ds, kw, limit) if limit else _int(ds, kw) for name, kw, _, limit in _FIELDS}
+    """Index attributes of ``ds``; raises HeaderError(0xA900) when a required UID is missing or
+    any of its UIDs is invalid."""
+    values = {name: _int(ds, kw) if vr == "IS" else _text(ds, kw, limit) for name, kw, vr, limit in _FIELDS}
     return _record(values, transfer_syntax)
 
 
 def read_header(path: Path, fd: int | None = None) -> InstanceRecord:
-    """Parse every element header of the Part 10 file at ``path`` (values over 1 KiB are skipped,
-    not read) and return its index record; ``fd``, if given, is the file already open for reading.
+    """Check every element of the Part 10 file at ``path`` and return its index record; ``fd``,
+    if given, is the file already open for reading.
 
-    Raises HeaderError(0xC000) for bytes that are not a complete DICOM dataset: garbage, or a
-    truncated one (an element whose declared length runs past the end of the file).
+    Raises HeaderError(0xC000) for bytes that are not a complete DICOM data set pydicom can read
+    in full: garbage, a truncated data set (an element whose declared length runs past the end
+    of the file), one encoded otherwise than its transfer syntax says, or an element pydicom
+    cannot convert to a value (an unknown VR, a US value of 3 bytes, a malformed sequence).
+    Raises HeaderError(0xA900) when a required UID is missing or a UID is invalid.
 
-    The common case — a well-formed little-endian file with plain ASCII index values — is read
-    by :func:`quick_values`, several times faster than pydicom; anything else by pydicom, which
-    decides.
+    The common case — a well-formed little-endian file with plain ASCII index values — is
+    checked by :func:`quick_values`, which walks every element header and converts nothing:
+    several times faster than pydicom. Anything else pydicom reads and converts, and decides.
     """
     if fd is not None:
         size = os.fstat(fd).st_size
@@ -147,21 +170,90 @@ def read_header(path: Path, fd: int | None = None) -> InstanceRecord:
     return record
 
 
+# What pydicom raises on bytes it cannot make sense of, at reading or at converting a value.
+_UNREADABLE = (
+    InvalidDicomError, BytesLengthException, EOFError, ValueError, TypeError, KeyError, AttributeError,
+    IndexError, OSError, NotImplementedError, struct.error, zlib.error, RecursionError,
+)  # fmt: skip
+# VRs whose values pydicom keeps as bytes: a large one (not read at parsing) is not read to check it.
+_BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW"})
+
+
+class _Reader:
+    """The file as pydicom reads it, noting where the end of the file cut a read short: pydicom
+    takes an element header cut short (PS3.5 7.1: 8 or 12 bytes) for the end of the data set,
+    without a word, and keeps a value cut short as it is. Only the first read that finds
+    nothing at all is the data set's end."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.name = fh.name
+        self.cut_at: int | None = None
+        self._ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        if len(data) < size:
+            if (data or self._ended) and self.cut_at is None:
+                self.cut_at = self._fh.tell() - len(data)
+            self._ended = True
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
 def _parse(fh: BinaryIO, size: int) -> Dataset:
+    reader = _Reader(fh)
     try:
+        ds = dcmread(reader, defer_size=1024)  # type: ignore[arg-type]  # a file-like: read, seek, tell
         # Deferred values are skipped by seeking, so the parser ends past EOF when the sender
         # cut the dataset short; a complete one ends exactly at the file's size.
-        ds = dcmread(fh, defer_size=1024)
         end = fh.tell()
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError, NotImplementedError) as exc:
+    except _UNREADABLE as exc:
         raise HeaderError(f"cannot parse dataset: {type(exc).__name__}: {exc}", 0xC000) from exc
     if end > size:
         raise HeaderError(f"dataset truncated: elements declare {end} bytes, {size} received", 0xC000)
-    # A value short enough to be read, not skipped, is simply cut short at the end of the file.
-    for elem in ds._dict.values():
-        if isinstance(elem, RawDataElement) and elem.value is not None and len(elem.value) < elem.length != 0xFFFFFFFF:
-            raise HeaderError(f"dataset truncated: ({elem.tag >> 16:04X},{elem.tag & 0xFFFF:04X}) declares {elem.length} bytes, {len(elem.value)} received", 0xC000)
+    if reader.cut_at is not None:
+        raise HeaderError(f"dataset truncated: an element at byte {reader.cut_at} runs past the end ({size} bytes)", 0xC000)
+    _check_encoding(ds)
+    try:
+        _convert_all(ds)
+    except _UNREADABLE as exc:
+        raise HeaderError(f"cannot read an element's value: {type(exc).__name__}: {exc}", 0xC000) from exc
     return ds
+
+
+def _check_encoding(ds: Dataset) -> None:
+    """The data set must be encoded as its transfer syntax says (PS3.5 10): pydicom reads one
+    that is not, with a warning (or reads an explicit VR element whose VR is not two capitals as
+    implicit VR), but a peer the node sends it to may not."""
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if hasattr(ds, "file_meta") else None
+    if syntax is None or not syntax.is_transfer_syntax:
+        return
+    implicit = syntax.is_implicit_VR
+    for elem in ds._dict.values():
+        if isinstance(elem, RawDataElement) and (elem.is_implicit_VR != implicit or (elem.VR is None) != implicit):
+            found = "implicit" if elem.VR is None else "explicit"
+            raise HeaderError(f"({elem.tag >> 16:04X},{elem.tag & 0xFFFF:04X}) is in {found} VR, not as the transfer syntax {syntax} says", 0xC000)
+
+
+def _convert_all(ds: Dataset) -> None:
+    """Convert every element of ``ds`` and of its sequences' items, as a reader of all of them
+    will; raises what pydicom raises. A large value pydicom keeps as bytes is left unread."""
+    for tag, elem in list(ds._dict.items()):
+        if isinstance(elem, RawDataElement) and elem.value is None:
+            found: dict[str, Any] = {}
+            raw_element_vr(elem, found, ds=ds)
+            if found["VR"] in _BYTES_VRS:
+                continue
+        converted = ds[tag]
+        if converted.VR == "SQ":
+            for item in converted.value:
+                _convert_all(item)
 
 
 # -- the quick reader ---------------------------------------------------------------------------
@@ -170,7 +262,12 @@ def _parse(fh: BinaryIO, size: int) -> Dataset:
 # PS3.5 7.1 data elements, 7.5 sequences and items, A.4 encapsulated Pixel Data) but accepts only
 # what is unambiguous: every case where pydicom would guess, warn, switch encodings, search for a
 # delimiter or decode a value through a character set is left to pydicom (``None``), so what it
-# does accept, pydicom reads the same way, to the same end and the same values.
+# does accept, pydicom reads the same way, to the same end and the same values. It converts no
+# value but checks every element (sequence items included) for what would make pydicom's
+# conversion raise: a VR it does not know, a number VR's length that is not a whole number of
+# values, a sequence whose items do not fill it exactly. (Text never raises: pydicom keeps what
+# it cannot decode as bytes.) This costs a hundredth of converting every value with pydicom
+# (figures in dicom_node.receive.handlers).
 
 _HEAD = 1 << 20  # read at once; element headers further on (a rare case) are read one by one
 _VR32 = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
@@ -190,6 +287,15 @@ _SYNTAXES = {
         False,
     ),
 }  # fmt: skip
+# Bytes per value of the VRs pydicom converts to numbers (and of implicit VR's ambiguous VRs that
+# become US or SS): a length that is not a multiple makes it raise.
+_WIDTH = {
+    b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"FD": 8, b"SV": 8, b"UV": 8,
+    b"US or SS": 2, b"US or SS or OW": 2, b"US or OW": 2,
+}  # fmt: skip
+_DICTIONARY = {tag: entry[0].encode() for tag, entry in DicomDictionary.items()}
+_LUT_DATA = 0x00283006  # implicit VR: US or OW, by the value of LUT Descriptor
+_CREATOR = re.compile(rb"[\x20-\x5b\x5d-\x7e]*\x00?")  # plain ASCII, one value
 # Character sets in which a plain ASCII value decodes to the same text as in ASCII.
 _ASCII_CHARSETS = frozenset({b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"})
 _WANTED = {tag_for_keyword(kw): (name, vr.encode(), limit) for name, kw, vr, limit in _FIELDS}
@@ -238,7 +344,7 @@ def quick_values(fd: int, size: int) -> tuple[dict[str, Any], str] | None:
     pydicom must read it (see above)."""
     try:
         return _quick(_File(fd, size))
-    except (_Unsure, struct.error, UnicodeDecodeError):
+    except (_Unsure, struct.error, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -257,15 +363,17 @@ def _quick(f: _File) -> tuple[dict[str, Any], str]:
     found: dict[int, tuple[bytes, int, int]] = {}
     if _elements(f, end, f.size, implicit, wanted=found) != f.size:
         raise _Unsure
-    if _CHARSET in found and f.get(found[_CHARSET][1], found[_CHARSET][2]).rstrip(b" ") not in _ASCII_CHARSETS:
-        raise _Unsure
+    if _CHARSET in found:
+        vr, pos, length = found[_CHARSET]
+        if vr not in (b"CS", b"") or f.get(pos, length).rstrip(b" ") not in _ASCII_CHARSETS:
+            raise _Unsure  # pydicom reads every later element by this value, as a CS
     values: dict[str, Any] = {}
     for tag, (name, vr, limit) in _WANTED.items():
         text = _value(f, found, tag, vr, implicit)
-        if limit:
-            values[name] = text.strip()[:limit]
-        else:
+        if vr == b"IS":
             values[name] = int(text) if text.strip() else None
+        else:
+            values[name] = text.strip()[:limit]
     return values, ts
 
 
@@ -297,6 +405,7 @@ def _elements(
     the first element outside group 0002) and return where it ended. Elements of interest are
     noted in ``wanted`` as (VR, value position, length)."""
     first = True
+    creators: dict[int, tuple[int, int]] = {}  # private creator elements: (value position, length)
     while end is None or pos < end:
         if meta and (pos + 8 > f.size or f.get(pos, 2) != b"\x02\x00"):
             return pos
@@ -337,6 +446,17 @@ def _elements(
             if tag in wanted:
                 raise _Unsure
             wanted[tag] = (vr, start, length)
+        if not meta:
+            if group & 1 and elem <= 0xFF:
+                creators[tag] = (start, length)
+            kind = vr if vr and vr != b"UN" else _implied_vr(f, tag, implicit, creators)
+            width = _WIDTH.get(kind)
+            if width is not None and length % width:
+                raise _Unsure  # pydicom: BytesLengthException
+            if kind == b"SQ":
+                if vr == b"UN":
+                    raise _Unsure  # a sequence sent as UN: pydicom reads it its own way
+                _items(f, start, start + length, implicit)
         pos = start + length
     if pos != end:
         raise _Unsure
@@ -350,21 +470,63 @@ def _dictionary_vr(tag: int) -> str:
         raise _Unsure from None
 
 
+def _implied_vr(f: _File, tag: int, implicit: bool, creators: dict[int, tuple[int, int]]) -> bytes:
+    """The VR pydicom converts an element by when the stream gives none (implicit VR) or UN
+    (pydicom's ``replace_un_with_known_vr``): the dictionary's, or for a private element the
+    private dictionary's under its block's creator (PS3.5 7.8.1)."""
+    group, elem = tag >> 16, tag & 0xFFFF
+    if group & 1:
+        if 0x10 <= elem <= 0xFF:
+            return b"LO"
+        slot = creators.get(group << 16 | elem >> 8) if elem & 0xFF00 else None
+        if slot is None:
+            return b"UN"
+        creator = f.get(*slot)
+        if not _CREATOR.fullmatch(creator):
+            raise _Unsure
+        try:
+            return private_dictionary_VR(tag, creator.decode("ascii").rstrip("\x00 ")).encode()
+        except KeyError:
+            return b"UN"
+    if tag == _LUT_DATA and implicit:
+        raise _Unsure
+    vr = _DICTIONARY.get(tag)
+    if vr is not None:
+        return vr
+    try:
+        return dictionary_VR(tag).encode()  # repeating groups (PS3.5 7.6)
+    except KeyError:
+        return b"UL" if elem == 0 else b"UN"
+
+
+def _item(f: _File, pos: int, implicit: bool) -> int:
+    """The sequence item at ``pos`` (PS3.5 7.5), up to and past its end; raises _Unsure if
+    something else is there."""
+    tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
+    if tag_group << 16 | tag_elem != _ITEM:
+        raise _Unsure
+    if length == 0xFFFFFFFF:
+        return _elements(f, pos + 8, None, implicit, item=True)
+    return _elements(f, pos + 8, pos + 8 + length, implicit, item=True)
+
+
+def _items(f: _File, pos: int, end: int, implicit: bool) -> None:
+    """Items of a defined-length sequence, which must fill it exactly."""
+    while pos < end:
+        pos = _item(f, pos, implicit)
+    if pos != end:
+        raise _Unsure
+
+
 def _sequence(f: _File, pos: int, implicit: bool) -> int:
     """Items of an undefined-length sequence, up to and past its delimiter."""
     while True:
         tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
-        tag = tag_group << 16 | tag_elem
-        if tag == _SEQUENCE_END:
+        if tag_group << 16 | tag_elem == _SEQUENCE_END:
             if length:
                 raise _Unsure
             return pos + 8
-        if tag != _ITEM:
-            raise _Unsure
-        if length == 0xFFFFFFFF:
-            pos = _elements(f, pos + 8, None, implicit, item=True)
-        else:
-            pos = _elements(f, pos + 8, pos + 8 + length, implicit, item=True)
+        pos = _item(f, pos, implicit)
 
 
 def _encapsulated(f: _File, pos: int) -> int:
