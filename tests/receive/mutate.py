@@ -50,7 +50,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from dicom_node.synthetic import StudySpec, ct_series, mr_series, xray_instance
 
-__all__ = ["KINDS", "Mutant", "corpus", "sources"]
+__all__ = ["KINDS", "Element", "Mutant", "corpus", "encode", "sources", "walk"]
 
 KINDS = ("flip", "truncate", "vr", "length", "uid", "sequence", "syntax", "private", "request")
 SUCCESS, DOES_NOT_MATCH, CANNOT_UNDERSTAND = 0x0000, 0xA900, 0xC000
