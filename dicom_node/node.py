@@ -1,7 +1,11 @@
 """``dicom-node serve``: the SCP, completion detector, router and outbox relay in one process;
 more receiver processes (``receivers``), to which this one hands the connections it accepts
 (:mod:`dicom_node.receive.dispatch`); and — on the embedded broker, unless told otherwise —
-worker processes for every queue. Children are restarted if they die."""
+worker processes for every queue. Children are restarted if they die.
+
+Every child runs with exactly the settings serve runs with: serve records them in its data
+folder (:func:`dicom_node.config.record_settings`) and each child loads that record, so a flag
+given to serve (``--ae-title``, ``--port``…) holds in receivers and workers too."""
 
 from __future__ import annotations
 
@@ -13,16 +17,20 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dicom_node.config import Settings
+from dicom_node.config import Settings, record_settings
 from dicom_node.errors import NodeError
-from dicom_node.queue.app import make_celery
+from dicom_node.queue.app import make_celery, warn_if_root
 from dicom_node.queue.outbox import Relay
 from dicom_node.receive.dispatch import Dispatcher
 from dicom_node.receive.scp import NodeServer
 from dicom_node.routing.completion import CompletionDetector
 from dicom_node.routing.router import Router
 from dicom_node.store.index import Index
+
+if TYPE_CHECKING:
+    from dicom_node.web.server import WebServer
 
 __all__ = ["Node"]
 
@@ -48,7 +56,7 @@ class Node:
 
     def __init__(self, settings: Settings, config_path: Path | None = None, workers: bool | None = None) -> None:
         self.settings = settings
-        self.config_path = config_path
+        self.config_path = config_path  # recorded beside the settings: where they came from
         self.index = Index(settings.database_url or "")
         self.server = NodeServer(settings, self.index)
         self.celery = make_celery(settings)
@@ -56,11 +64,28 @@ class Node:
         self.router = Router(settings, self.index, on_jobs=self.relay.wake)
         self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
         self.dispatcher: Dispatcher | None = None  # with more than one receiver
+        self.web = self._web() if settings.http.enabled else None
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
         self.children: dict[str, tuple[subprocess.Popen[bytes], list[str]]] = {}  # name → (process, args)
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    def _web(self) -> WebServer:
+        """The web face (:mod:`dicom_node.web`), storing STOW-RS uploads through this process's
+        C-STORE handler: same checks, same store, same index writer."""
+        from dicom_node.receive.contexts import STORAGE_SOP_CLASSES
+        from dicom_node.receive.handlers import StoreHandler
+        from dicom_node.web.app import create_app
+        from dicom_node.web.server import WebServer
+
+        handler = StoreHandler(self.settings, self.server.store, self.server.writer, set(STORAGE_SOP_CLASSES.values()))
+        app = create_app(self.settings, self.index, handler, checks={"workers": self._workers_alive})
+        return WebServer(app, self.settings.http.host, self.settings.http.port)
+
+    def _workers_alive(self) -> tuple[bool, str]:
+        dead = [name for name, (proc, _) in self.children.items() if proc.poll() is not None]
+        return not dead, f"{len(self.children) - len(dead)} of {len(self.children)} child processes running"
 
     def _send(self, job_id: int, queue: str, priority: int) -> None:
         self.celery.send_task("dicom_node.run_job", args=[job_id], queue=queue, priority=priority)
@@ -78,6 +103,7 @@ class Node:
         receiver exits or is not serving within ``receiver_timeout_s``.
         """
         receivers = [f"receiver-{n}" for n in range(self.settings.receivers)]
+        record_settings(self.settings, self.config_path)  # before any child starts: they load it
         try:
             if len(receivers) == 1:
                 self.server.start()
@@ -86,6 +112,10 @@ class Node:
         except OSError as exc:  # the port is taken, or not ours to bind
             raise NodeError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from exc
         if self.dispatcher is not None:
+            log.info(
+                "%s listening on %s:%d, %d receivers", self.settings.ae_title, self.settings.host,
+                self.dispatcher.port, len(receivers),
+            )  # fmt: skip
             own_lane = self.dispatcher.add_lane(receivers[0])
             self.server.start(lane=own_lane, port=self.dispatcher.port)
             for name in receivers[1:]:
@@ -95,10 +125,21 @@ class Node:
         self.router.start()
         self.relay.start()
         if self.run_workers:
+            warn_if_root()
             for queue, concurrency in self.settings.queue.embedded_workers.items():
-                args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
+                args = ["worker", "--queues", queue, "--concurrency", str(concurrency), "--from-serve"]
                 self.children[f"worker-{queue}"] = (self._spawn(args), args)
         self._supervisor.start()
+        if self.web is not None:  # last: on failure, stop() finds everything it stops started
+            try:
+                self.web.start()
+            except OSError as exc:
+                self.stop()
+                http = self.settings.http
+                raise NodeError(f"cannot listen on {http.host}:{http.port} (HTTP): {exc.strerror or exc}") from exc
+            except NodeError:
+                self.stop()
+                raise
         if self.dispatcher is not None:
             try:
                 self.dispatcher.wait_ready(receivers[1:], receiver_timeout_s)
@@ -110,7 +151,7 @@ class Node:
         """Start receiver ``name`` on a new lane of the dispatcher."""
         assert self.dispatcher is not None
         lane = self.dispatcher.add_lane(name)
-        args = ["receive", "--port", str(self.port), "--lane-fd", str(lane.fileno())]
+        args = ["receive", "--name", name, "--port", str(self.port), "--lane-fd", str(lane.fileno())]
         try:
             self.children[name] = (self._spawn(args, pass_fd=lane.fileno()), args)
         finally:
@@ -128,27 +169,26 @@ class Node:
                         self.children[name] = (self._spawn(args), args)
 
     def _spawn(self, args: list[str], pass_fd: int | None = None) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "dicom_node", *args]
-        if self.config_path is not None:
-            cmd += ["--config", str(self.config_path)]
-        # Flags given to serve reach the workers through the environment they inherit.
-        env = {
-            "DICOM_NODE_DATA_DIR": str(self.settings.data_dir),
-            "DICOM_NODE_DATABASE_URL": self.settings.database_url or "",
-        }
-        log.info("starting %s", " ".join(args))
-        # Own process group, so stopping a worker also stops its pool processes.
+        """Start ``dicom-node ARGS`` on the settings recorded in our data folder. In a session
+        of its own: a Ctrl-C at the terminal reaches serve alone, which stops the children in
+        order, and a child's pool processes can be killed with it as a group."""
+        cmd = [sys.executable, "-m", "dicom_node", *args, "--data-dir", str(self.settings.data_dir)]
+        log.debug("starting %s", " ".join(cmd))
         return subprocess.Popen(
-            cmd, env={**os.environ, **env}, start_new_session=True, preexec_fn=_die_with_parent,
-            pass_fds=() if pass_fd is None else (pass_fd,),
-        )  # fmt: skip
+            cmd, start_new_session=True, preexec_fn=_die_with_parent, pass_fds=() if pass_fd is None else (pass_fd,)
+        )
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.web is not None:
+            self.web.stop()
         if self.dispatcher is not None:  # no new associations; the receivers' lanes close
             self.dispatcher.stop()
+        # SIGTERM to each child's main process only: a worker then stops its pool itself once
+        # running jobs finish (its pool processes, signalled too, died mid-job and were
+        # reported as errors). A child still there after the grace period is killed as a group.
         for proc, _ in self.children.values():
-            _signal_group(proc, signal.SIGTERM)
+            proc.terminate()
         for proc, _ in self.children.values():
             try:
                 proc.wait(timeout=20)

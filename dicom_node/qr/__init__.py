@@ -13,7 +13,6 @@ PACS and fetches priors.
     scu.py       query / retrieve against a peer
     sink.py      C-GET retrievals stored and indexed like received instances
     priors.py    the fetch_priors routing action
-    cli.py       ``dicom-node query`` / ``dicom-node retrieve``
 """
 
 from dicom_node.qr.priors import fetch_priors

@@ -82,10 +82,13 @@ class NodeServer:
         threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
         if isinstance(self._server, HandedServer):
             self._server.report(READY)
-        log.info(
-            "%s listening on %s:%d, store %s",
-            self.settings.ae_title, self.settings.host, self.port, self.store.root,
-        )  # fmt: skip
+        if lane is None:
+            log.info(
+                "%s listening on %s:%d, store %s",
+                self.settings.ae_title, self.settings.host, self.port, self.store.root,
+            )  # fmt: skip
+        else:  # the dispatcher listens (and says so)
+            log.info("%s serving connections handed over from port %d", self.settings.ae_title, self.port)
 
     @property
     def lane_closed(self) -> threading.Event | None:

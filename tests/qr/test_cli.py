@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from dicom_node.qr.cli import register
+from dicom_node.cli import app
 from dicom_node.store.index import Index
 from tests.qr.conftest import NODE_AE
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
 
 
 def _config(tmp_path, node) -> str:
@@ -35,7 +28,7 @@ def _config(tmp_path, node) -> str:
 
 def test_query_json(node, tmp_path):
     result = CliRunner().invoke(
-        _app(), ["query", "node", "--config", _config(tmp_path, node), "-k", "PatientName=doe*", "--json"]
+        app, ["query", "node", "--config", _config(tmp_path, node), "-k", "PatientName=doe*", "--json"]
     )
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
@@ -46,18 +39,19 @@ def test_query_json(node, tmp_path):
 
 def test_query_table_by_address(node, tmp_path):
     result = CliRunner().invoke(
-        _app(),
+        app,
         ["query", f"{NODE_AE}@127.0.0.1:{node.port}", "--config", _config(tmp_path, node), "--level", "PATIENT",
          "--model", "patient", "-k", "PatientID=PAT2"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "PAT2" in result.output and "1 patient matches" in result.output
+    assert "Smith^Anna" in result.output  # a name, not S\m\i\t\h…
 
 
 def test_retrieve_by_get_stores_and_indexes(node, tmp_path):
     config = _config(tmp_path, node)
     study = node.catalogue.studies["s2"]
-    result = CliRunner().invoke(_app(), ["retrieve", "node", "--study", study, "--get", "--config", config])
+    result = CliRunner().invoke(app, ["retrieve", "node", "--study", study, "--get", "--config", config])
     assert result.exit_code == 0, result.output
     assert "3 completed" in result.output
     index = Index(f"sqlite:///{tmp_path / 'client' / 'index.sqlite'}")
@@ -66,5 +60,5 @@ def test_retrieve_by_get_stores_and_indexes(node, tmp_path):
 
 
 def test_unknown_destination(node, tmp_path):
-    result = CliRunner().invoke(_app(), ["query", "nowhere", "--config", _config(tmp_path, node)])
+    result = CliRunner().invoke(app, ["query", "nowhere", "--config", _config(tmp_path, node)])
     assert result.exit_code == 1 and "unknown destination" in result.output

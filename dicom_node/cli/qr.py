@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal
 
 import typer
+from pydicom.multival import MultiValue
 from rich.table import Table
 
-__all__ = ["register"]
+from dicom_node.cli.console import console, fail, progress_bar, show
+from dicom_node.cli.options import ConfigOpt, DataDirOpt, open_index, settings_for
+from dicom_node.errors import NodeError
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file", exists=True)]
+__all__ = ["app"]
+
+app = typer.Typer()
 
 # What a query shows when -k does not name the keys (each also matches universally).
 DEFAULT_KEYS: dict[str, list[str]] = {
@@ -35,26 +39,21 @@ def _parse_keys(pairs: list[str]) -> dict[str, str]:
     return keys
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``query`` and ``retrieve`` to the node's CLI."""
-    app.command("query")(query_command)
-    app.command("retrieve")(retrieve_command)
-
-
+@app.command("query")
 def query_command(
+    ctx: typer.Context,
     destination: Annotated[str, typer.Argument(help="destination name from the config, or AET@host:port")],
     level: Annotated[str, typer.Option("--level", "-l", help="PATIENT, STUDY, SERIES or IMAGE")] = "STUDY",
-    key: Annotated[Optional[list[str]], typer.Option("--key", "-k", help="Tag=value to match, Tag to return")] = None,
+    key: Annotated[list[str] | None, typer.Option("--key", "-k", help="Tag=value to match, Tag to return")] = None,
     model: Annotated[str, typer.Option(help="study, patient or patient_study_only root")] = "study",
     as_json: Annotated[bool, typer.Option("--json", help="DICOM JSON model output")] = False,
     config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """C-FIND a PACS (or another node) and list the matches."""
-    from dicom_node.cli import console, settings_from
-    from dicom_node.errors import NodeError
     from dicom_node.qr.scu import query, resolve_destination
 
-    settings = settings_from(config)
+    settings = settings_for(ctx, config, data_dir)
     level = level.upper()
     if level not in DEFAULT_KEYS:
         raise typer.BadParameter(f"--level must be one of {', '.join(DEFAULT_KEYS)}")
@@ -63,8 +62,7 @@ def query_command(
         dest = resolve_destination(settings, destination)
         matches = query(dest, level, keys, model, calling_ae=settings.ae_title)
     except (NodeError, ValueError) as exc:
-        console.print(f"[red]query failed:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail(f"query failed: {exc}")
     if as_json:
         typer.echo(json.dumps([ds.to_json_dict() for ds in matches], indent=1))
         return
@@ -72,35 +70,40 @@ def query_command(
     for name in keys:
         table.add_column(name)
     for ds in matches:
-        table.add_row(*(_text(ds.get(name, "")) for name in keys))
-    console.print(table)
+        table.add_row(*(cell_text(ds.get(name, "")) for name in keys))
+    show(table)
 
 
-def _text(value: object) -> str:
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
-        return "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+def cell_text(value: object) -> str:
+    """A value as DICOM writes it: values of a multi-valued element joined by a backslash; any
+    other value (a person name too: ``DOE^JOHN``) as its own string."""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)
     return str(value)
 
 
+@app.command("retrieve")
 def retrieve_command(
+    ctx: typer.Context,
     destination: Annotated[str, typer.Argument(help="destination name from the config, or AET@host:port")],
     study: Annotated[str, typer.Option("--study", help="Study Instance UID")],
-    series: Annotated[Optional[str], typer.Option("--series", help="only this Series Instance UID")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="only this Series Instance UID")] = None,
     move: Annotated[bool, typer.Option("--move/--get", help="C-MOVE to our AE title (default) or C-GET")] = True,
     config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """Retrieve a study into the node: by C-MOVE (the node must be serving and known to the
-    PACS under our AE title) or by C-GET (stored and indexed by this command)."""
-    from dicom_node.cli import console, progress_bar, settings_from
-    from dicom_node.errors import NodeError
+    """Retrieve a study into the node, by C-MOVE or C-GET.
+
+    C-MOVE: the node must be serving, and known to the PACS under our AE title. C-GET: this
+    command stores and indexes what comes back."""
     from dicom_node.qr.scu import RetrieveProgress, resolve_destination, retrieve
     from dicom_node.qr.sink import IndexSink
     from dicom_node.store.filestore import FileStore
-    from dicom_node.store.index import Index
 
-    settings = settings_from(config)
-    sink = IndexSink(FileStore(settings.store_dir), Index(settings.database_url or "")) if not move else None
-    method = "move" if move else "get"
+    settings = settings_for(ctx, config, data_dir)
+    # C-GET stores what comes back in this node's store and index (created if need be).
+    sink = IndexSink(FileStore(settings.store_dir), open_index(settings, create=True)) if not move else None
+    method: Literal["move", "get"] = "move" if move else "get"
     with progress_bar() as bar:
         task = bar.add_task(f"C-{method.upper()} from {destination}", total=None)
 
@@ -114,10 +117,10 @@ def retrieve_command(
                 dest, study, method, sink, calling_ae=settings.ae_title, series_uid=series, progress=on_progress
             )
         except (NodeError, ValueError) as exc:
-            console.print(f"[red]retrieve failed:[/red] {exc}")
-            raise typer.Exit(1) from exc
+            fail(f"retrieve failed: {exc}")
     console.print(
-        f"status 0x{result.status:04X}: {result.completed} completed, {result.failed} failed, {result.warning} warning"
+        f"status 0x{result.status:04X}: {result.completed} completed, {result.failed} failed, {result.warning} warning",
+        highlight=False,
     )
     for uid in result.failed_uids[:20]:
         console.print(f"  [red]failed[/red] {uid}")
