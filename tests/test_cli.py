@@ -180,3 +180,8 @@ def test_pipelines_fit_80_columns():
     assert max(map(len, lines)) <= 80
     for name in ("ct_seg", "genomics", "prediction", "xray_cls"):  # names whole, never wrapped
         assert any(line.split() and line.split()[0] == name for line in lines), name
+
+
+def test_a_process_of_serve_runs_on_its_record_or_not_at_all(tmp_path):
+    result = runner.invoke(app, ["worker", "--from-serve", "--queues", "send", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no settings recorded" in result.output

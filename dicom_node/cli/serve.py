@@ -103,7 +103,6 @@ def worker(
 ) -> None:
     """Run a Celery worker for the given queues (any number of hosts may run these)."""
     from dicom_node.queue.app import QUEUES, run_worker, warn_if_root
-    from dicom_node.queue.tasks import preload
 
     wanted = queues.split(",")
     unknown = set(wanted) - set(QUEUES)
@@ -112,6 +111,8 @@ def worker(
     settings = settings_for(ctx, config, data_dir, process=f"worker-{'+'.join(wanted)}", recorded_only=from_serve)
     if not from_serve:  # serve said it for its own workers
         warn_if_root()
+    from dicom_node.queue.tasks import preload  # the jobs and their libraries: seconds of imports
+
     preload(set(wanted))
     raise typer.Exit(run_worker(settings, wanted, concurrency))
 
