@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "utcnow"]
+__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ApiToken", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -153,3 +153,17 @@ class JobEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     duration_s: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class ApiToken(Base):
+    """A bearer token of the web face (:mod:`dicom_node.web.auth`): only its SHA-256 is kept,
+    so the index never holds a usable token; a revoked one stays, to say it was revoked."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
