@@ -18,7 +18,6 @@ import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
-from typing import TYPE_CHECKING
 
 from dicom_node.config import Settings, record_settings
 from dicom_node.errors import NodeError
@@ -29,9 +28,6 @@ from dicom_node.receive.scp import NodeServer
 from dicom_node.routing.completion import CompletionDetector
 from dicom_node.routing.router import Router
 from dicom_node.store.index import Index
-
-if TYPE_CHECKING:
-    from dicom_node.web.server import WebServer
 
 if TYPE_CHECKING:
     from dicom_node.web.server import WebServer
@@ -69,28 +65,11 @@ class Node:
         self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
         self.dispatcher: Dispatcher | None = None  # with more than one receiver
         self.web = self._web() if settings.http.enabled else None
-        self.web = self._web() if settings.http.enabled else None
         # Embedded broker: nothing else would run the workers. With Redis they usually run elsewhere.
         self.run_workers = settings.queue.broker_url is None if workers is None else workers
         self.children: dict[str, tuple[subprocess.Popen[bytes], list[str]]] = {}  # name → (process, args)
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
-
-    def _web(self) -> WebServer:
-        """The web face (:mod:`dicom_node.web`), storing STOW-RS uploads through this process's
-        C-STORE handler: same checks, same store, same index writer."""
-        from dicom_node.receive.contexts import STORAGE_SOP_CLASSES
-        from dicom_node.receive.handlers import StoreHandler
-        from dicom_node.web.app import create_app
-        from dicom_node.web.server import WebServer
-
-        handler = StoreHandler(self.settings, self.server.store, self.server.writer, set(STORAGE_SOP_CLASSES.values()))
-        app = create_app(self.settings, self.index, handler, checks={"workers": self._workers_alive})
-        return WebServer(app, self.settings.http.host, self.settings.http.port)
-
-    def _workers_alive(self) -> tuple[bool, str]:
-        dead = [name for name, (proc, _) in self.children.items() if proc.poll() is not None]
-        return not dead, f"{len(self.children) - len(dead)} of {len(self.children)} child processes running"
 
     def _web(self) -> WebServer:
         """The web face (:mod:`dicom_node.web`), storing STOW-RS uploads through this process's
@@ -161,16 +140,6 @@ class Node:
             except NodeError:
                 self.stop()
                 raise
-        if self.web is not None:  # last: on failure, stop() finds everything it stops started
-            try:
-                self.web.start()
-            except OSError as exc:
-                self.stop()
-                http = self.settings.http
-                raise NodeError(f"cannot listen on {http.host}:{http.port} (HTTP): {exc.strerror or exc}") from exc
-            except NodeError:
-                self.stop()
-                raise
         if self.dispatcher is not None:
             try:
                 self.dispatcher.wait_ready(receivers[1:], receiver_timeout_s)
@@ -211,8 +180,6 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self.web is not None:
-            self.web.stop()
         if self.web is not None:
             self.web.stop()
         if self.dispatcher is not None:  # no new associations; the receivers' lanes close
