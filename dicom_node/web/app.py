@@ -47,7 +47,11 @@ def create_app(
 ) -> FastAPI:
     """The app over ``index``; ``store_handler`` (the C-STORE SCP's) takes STOW-RS uploads,
     ``checks`` name the node's components for ``/healthz`` besides the index and the store."""
-    app = FastAPI(title="dicom-node", version="0.1.0", dependencies=[Depends(access)])
+    # No /docs or /openapi.json: Starlette serves them outside the token check; the schema is
+    # app.openapi() for whoever runs the node.
+    app = FastAPI(
+        title="dicom-node", version="0.1.0", dependencies=[Depends(access)], openapi_url=None, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.index = index
     app.state.store_handler = store_handler
