@@ -3,8 +3,10 @@
 pre-process: DICOM → :class:`~dicom_node.inference.loading.Volume` → resampling to the
 bundle's voxel spacing → the bundle's intensity transform. predict: sliding-window inference
 (``monai.inferers.sliding_window_inference``), so a 512×512×300 CT runs in bounded memory.
-post-process: foreground probability → back to the source grid → threshold → mask in the
-source's frame order, ready for a SEG (PS3.3 A.51) without any crop or resample left to undo.
+post-process: foreground probability → back to the source grid → threshold → separate lesions
+(:mod:`~dicom_node.inference.lesions`: components below a minimum volume dropped, the rest
+labelled 1…n, largest first) → label mask in the source's frame order, ready for a SEG
+(PS3.3 A.51, one segment per lesion) without any crop or resample left to undo.
 
 A bundle tunes this through its ``configs/inference.json`` (MONAI ids; defaults in brackets):
 
@@ -13,7 +15,10 @@ A bundle tunes this through its ``configs/inference.json`` (MONAI ids; defaults 
 * ``dicom_node#intensity`` — a MONAI array transform (``_target_``) applied to the (1, z, y, x)
   image, e.g. ``ScaleIntensityRange`` [none: the model gets raw HU / MR values];
 * ``dicom_node#spacing`` — (z, y, x) mm the model was trained at [null: native grid];
-* ``dicom_node#threshold`` — on the foreground probability [0.5].
+* ``dicom_node#threshold`` — on the foreground probability [0.5];
+* ``dicom_node#min_lesion_volume_mm3`` — smaller components are dropped as noise [class default: 30,
+  about a 4 mm sphere];
+* ``dicom_node#max_lesions`` — more separate lesions than this fails the series [class default: 20].
 
 The network sees arrays in DICOM acquisition order (z, y, x), not NIfTI RAS: a zoo model
 trained on RAS volumes needs retraining or a TorchScript wrapper that transposes.
@@ -36,6 +41,7 @@ from monai.utils import convert_to_tensor
 from pydicom.dataset import Dataset
 
 from dicom_node.inference.device import autocast
+from dicom_node.inference.lesions import separate_lesions
 from dicom_node.inference.loading import Volume, load_volume
 from dicom_node.inference.models import LoadedModel, load_model
 from pipelines.base import Code, ImagingPipeline, ImagingResult, PipelineError, SegmentationOutput, SegmentLabel
@@ -174,6 +180,8 @@ class VolumeSegmentationPipeline(ImagingPipeline):
     demo_bundle: ClassVar[Path]
     segment_label: ClassVar[SegmentLabel] = LESION
     default_roi: ClassVar[tuple[int, int, int]] = (32, 128, 128)
+    min_lesion_volume_mm3: ClassVar[float] = 30.0
+    max_lesions: ClassVar[int] = 20
 
     @property
     def model(self) -> LoadedModel:
@@ -202,16 +210,28 @@ class VolumeSegmentationPipeline(ImagingPipeline):
         start = time.perf_counter()
         model = self.model
         threshold = float(model.setting("dicom_node#threshold", 0.5))
-        mask = inputs.volume.to_source_frames(source_grid_mask(outputs, inputs.volume, threshold))
+        volume = inputs.volume
+        lesions = separate_lesions(
+            source_grid_mask(outputs, volume, threshold),
+            voxel_mm3=float(np.prod(volume.spacing)),
+            min_volume_mm3=float(model.setting("dicom_node#min_lesion_volume_mm3", self.min_lesion_volume_mm3)),
+            max_lesions=int(model.setting("dicom_node#max_lesions", self.max_lesions)),
+        )
+        mask = volume.to_source_frames(lesions)
+        count = int(mask.max())
         inputs.timings["post"] = time.perf_counter() - start
-        logger.info("%s: %d lesion voxels in %d frames", self.name, int(mask.sum()), mask.shape[0])
+        logger.info("%s: %d lesion(s), %d voxels in %d frames", self.name, count, int((mask > 0).sum()), mask.shape[0])
         return ImagingResult(
             pipeline=self.name,
             version=self.version,
             model_name=f"{model.name} {model.version}".strip(),
             model_checksum=f"sha256:{model.checksum}",
             source=list(inputs.volume.datasets),
-            segmentation=SegmentationOutput(mask=mask, labels={1: self.segment_label}),
+            # one label per lesion, so the SEG has a segment and the SR a measurement group for each;
+            # with none, label 1 still names what was looked for (the "Absent" report)
+            segmentation=SegmentationOutput(
+                mask=mask, labels={number: self.segment_label for number in range(1, max(count, 1) + 1)}
+            ),
             timings=dict(inputs.timings),
         )
 

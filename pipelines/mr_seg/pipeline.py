@@ -13,7 +13,7 @@ __all__ = ["MRSegmentation"]
 @register
 class MRSegmentation(VolumeSegmentationPipeline):
     name = "mr_seg"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "MR lesion segmentation (3D MONAI UNet; demo model trained on synthetic MR, not for clinical use)"
     modalities = ("MR",)
     demo_bundle = Path(__file__).parent / "bundle"

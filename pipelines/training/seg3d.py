@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from dicom_node.inference.segmentation import (
     prepare_volume,
     source_grid_mask,
 )
+from pipelines.base import PipelineError
 
 __all__ = ["SegTrainConfig", "train_segmentation", "dice", "SegScores", "score_series", "score_volumes"]
 
@@ -88,11 +89,13 @@ class SegScores:
     lesion_cases: int
     clean_cases: int
     clean_false_positive_voxels: float  # mean over lesion-free cases
+    refused: int = 0  # series the pipeline refused (PipelineError); a refused lesion case scores Dice 0
 
     def summary(self) -> str:
+        refused = f"; {self.refused} refused" if self.refused else ""
         return (f"Dice mean {self.dice_mean:.3f} (min {self.dice_min:.3f}) on {self.lesion_cases} lesion cases; "
                 f"{self.clean_false_positive_voxels:.1f} false-positive voxels per lesion-free case "
-                f"({self.clean_cases} cases)")
+                f"({self.clean_cases} cases){refused}")
 
 
 def score_series(
@@ -100,15 +103,26 @@ def score_series(
     series: Callable[[int], tuple[list[Dataset], np.ndarray]],
     seeds: range,
 ) -> SegScores:
-    """Run the full pipeline on synthetic DICOM series; ``series(seed)`` gives datasets + true mask."""
-    pairs = []
+    """Run the full pipeline on synthetic DICOM series; ``series(seed)`` gives datasets + true mask.
+
+    A series the pipeline refuses (e.g. too many lesions from an untrained model) counts as a
+    miss: Dice 0 if it has a lesion, left out of the false-positive mean if not.
+    """
+    pairs, refused = [], 0
     for seed in seeds:
         datasets, truth = series(seed)
-        result = pipeline.run(datasets)
+        try:
+            result = pipeline.run(datasets)
+        except PipelineError as exc:
+            logger.warning("seed %d refused: %s", seed, exc)
+            refused += 1
+            if truth.any():
+                pairs.append((np.zeros_like(truth), truth))
+            continue
         if result.segmentation is None:
             raise RuntimeError(f"{pipeline.name} returned no segmentation")
         pairs.append((result.segmentation.mask, truth))
-    return _scores(pairs)
+    return replace(_scores(pairs), refused=refused)
 
 
 def score_volumes(model: LoadedModel, case: Case, seeds: range, spacing: tuple[float, float, float],
@@ -126,7 +140,7 @@ def score_volumes(model: LoadedModel, case: Case, seeds: range, spacing: tuple[f
 
 def _scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> SegScores:
     dices = [dice(p, t) for p, t in pairs if t.any()]
-    clean = [int(p.sum()) for p, t in pairs if not t.any()]
+    clean = [int(np.count_nonzero(p)) for p, t in pairs if not t.any()]  # masks may hold labels 1…n
     return SegScores(
         dice_mean=float(np.mean(dices)) if dices else float("nan"),
         dice_min=float(np.min(dices)) if dices else float("nan"),

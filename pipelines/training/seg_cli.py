@@ -25,11 +25,20 @@ from dicom_node.inference.segmentation import VolumeSegmentationPipeline
 from pipelines.training.bundle import parse_config, write_bundle
 from pipelines.training.seg3d import Case, SegScores, SegTrainConfig, score_series, score_volumes, train_segmentation
 
-__all__ = ["SegModelSpec", "train_main", "evaluate_main", "evaluate"]
+__all__ = ["HeldOutSeries", "SegModelSpec", "train_main", "evaluate_main", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
 HELD_OUT_SEED = 1_000_000  # training draws from seed 0's stream; held-out cases from seeds above this
+
+
+@dataclass(frozen=True)
+class HeldOutSeries:
+    """A further held-out set scored through the full pipeline: ``series(seed)`` gives DICOM + true mask."""
+
+    name: str
+    series: Callable[[int], tuple[list[Dataset], np.ndarray]]
+    cases: int
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class SegModelSpec:
     canonical: Callable[[int], tuple[list[Dataset], np.ndarray]]  # seed → DICOM series + true mask
     data_description: str  # for the model card
     steps: int
+    held_out: tuple[HeldOutSeries, ...] = ()  # e.g. clinical sizes; scored beside the canonical series
 
 
 def train_main(spec: SegModelSpec, argv: list[str] | None = None) -> int:
@@ -69,8 +79,9 @@ def train_main(spec: SegModelSpec, argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     write_bundle(args.out, spec.inference, spec.metadata, network, "pending evaluation\n")
     clear_cache()
-    scores = evaluate(spec, args.out, args.eval_cases)
-    command = f"python -m pipelines.{spec.pipeline.name}.train --steps {args.steps} --batch-size {args.batch_size}"
+    scores = evaluate(spec, args.out, args.eval_cases, held_out=not args.smoke)
+    command = (f"python -m pipelines.{spec.pipeline.name}.train --steps {args.steps} --batch-size {args.batch_size} "
+               f"--threads {args.threads}")
     card = _card(spec, network, args, seconds, command, scores)
     write_bundle(args.out, spec.inference, spec.metadata, network, card)
     for name, score in scores.items():
@@ -79,18 +90,23 @@ def train_main(spec: SegModelSpec, argv: list[str] | None = None) -> int:
     return 0
 
 
-def evaluate(spec: SegModelSpec, bundle: Path, cases: int) -> dict[str, SegScores]:
-    """Held-out scores: the full pipeline on canonical DICOM series, the model on varied volumes."""
+def evaluate(spec: SegModelSpec, bundle: Path, cases: int, held_out: bool = True) -> dict[str, SegScores]:
+    """Held-out scores: the full pipeline on canonical DICOM series and, with ``held_out``, on each
+    of ``spec.held_out`` (``cases`` caps their size too); the model on varied volumes."""
     pipeline = spec.pipeline(bundle_dir=bundle, device="cpu")
     seeds = range(HELD_OUT_SEED, HELD_OUT_SEED + cases)
     model = load_model(bundle, "cpu")
     threshold = float(model.setting("dicom_node#threshold", 0.5))
-    return {
+    scores = {
         "canonical DICOM series (dicom_node.synthetic, full pipeline)": score_series(pipeline, spec.canonical, seeds),
-        "varied synthetic volumes (pipelines.training.synth)": score_volumes(
+        f"varied synthetic volumes ({spec.case.__module__})": score_volumes(
             model, spec.case, seeds, spec.spacing, spec.pipeline.default_roi, threshold
         ),
     }
+    for held in spec.held_out if held_out else ():
+        logger.info("scoring %s", held.name)
+        scores[held.name] = score_series(pipeline, held.series, range(HELD_OUT_SEED, HELD_OUT_SEED + min(cases, held.cases)))
+    return scores
 
 
 def evaluate_main(spec: SegModelSpec, argv: list[str] | None = None) -> int:
@@ -112,7 +128,8 @@ def _card(spec: SegModelSpec, network: torch.nn.Module, args: argparse.Namespace
     net = spec.inference["network_def"]
     dn = spec.inference["dicom_node"]
     rows = "\n".join(
-        f"| {name} | {s.lesion_cases} + {s.clean_cases} clean | {s.dice_mean:.3f} | {s.dice_min:.3f} | "
+        f"| {name} | {s.lesion_cases} + {s.clean_cases} clean{f' ({s.refused} refused)' if s.refused else ''} | "
+        f"{s.dice_mean:.3f} | {s.dice_min:.3f} | "
         f"{s.clean_false_positive_voxels:.1f} |"
         for name, s in scores.items()
     )
@@ -129,6 +146,9 @@ It exists so the node's pipeline, SEG encoding and PACS round trip can be exerci
   ({", ".join(f"{k}={v}" for k, v in dn["intensity"].items() if k != "_target_")}), resampled to
   {dn["spacing"]} mm; sliding-window ROI {spec.inference["inferer"]["roi_size"]}.
 - Output: 2 channels (background, lesion), softmax; lesion where P ≥ {dn["threshold"]}.
+- Post-processing (the pipeline's, `dicom_node.inference.lesions`): connected components (26-connectivity)
+  under {dn.get("min_lesion_volume_mm3", spec.pipeline.min_lesion_volume_mm3):g} mm³ are dropped; each other one is
+  a lesion, numbered largest first, with its own SEG segment and SR measurement group.
 
 ## Training data
 {spec.data_description}
