@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from dicom_node.cli import app
-from dicom_node.cli.jobs import jobs_table, pipelines_table
+from dicom_node.cli.jobs import jobs_table, pipelines, pipelines_table
 from dicom_node.cli.qr import cell_text
 from dicom_node.config import load_settings, record_settings
 from dicom_node.store.index import Index
@@ -175,7 +175,7 @@ def test_query_cells_show_names_as_names():
 def test_pipelines_fit_80_columns():
     terminal = Console(width=80, force_terminal=True, color_system=None)
     with terminal.capture() as shown:
-        terminal.print(pipelines_table(load_settings(), cut=True))
+        terminal.print(pipelines_table(pipelines(load_settings()), cut=True))
     lines = shown.get().splitlines()
     assert max(map(len, lines)) <= 80
     for name in ("ct_seg", "genomics", "prediction", "xray_cls"):  # names whole, never wrapped
@@ -185,3 +185,10 @@ def test_pipelines_fit_80_columns():
 def test_a_process_of_serve_runs_on_its_record_or_not_at_all(tmp_path):
     result = runner.invoke(app, ["worker", "--from-serve", "--queues", "send", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "no settings recorded" in result.output
+
+
+def test_pipelines_as_json_name_every_model_in_full(tmp_path):
+    listed = json.loads(runner.invoke(app, ["pipelines", "--json", "--data-dir", str(tmp_path)]).output)
+    by_name = {p["name"]: p for p in listed}
+    assert by_name["ct_seg"]["queue"] == "gpu" and by_name["ct_seg"]["model"].endswith("bundle (demo)")
+    assert Path(by_name["drug"]["model"]).is_absolute()

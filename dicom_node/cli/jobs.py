@@ -9,8 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
-
 from dicom_node.cli.console import console, fail, short, show, table, timestamp
 from dicom_node.cli.options import (
     ConfigOpt,
@@ -23,18 +21,16 @@ from dicom_node.cli.options import (
 )
 from dicom_node.config import Settings
 from dicom_node.errors import ConfigError
-from dicom_node.store.models import Job, JobEvent
+from dicom_node.service import ServiceError
+from dicom_node.service.catalog import pipelines
+from dicom_node.service.jobs import FAILED, STATES, cancel, get_job, job_dict, list_jobs, retry
+from dicom_node.service.studies import event_dict, timeline
 
 __all__ = ["app"]
 
 app = typer.Typer()
-jobs_app = typer.Typer(help="Jobs: list, show, retry, submit.", invoke_without_command=True)
+jobs_app = typer.Typer(help="Jobs: list, show, retry, cancel, submit.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
-
-def _job_dict(job: Job) -> dict[str, Any]:
-    values = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in values.items()}
-
 
 @jobs_app.callback()
 def jobs_list(
@@ -43,6 +39,9 @@ def jobs_list(
     data_dir: DataDirOpt = None,
     study: Annotated[str | None, typer.Option(help="only this study, with its timeline")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="only dead letters and retries")] = False,
+    state: Annotated[list[str] | None, typer.Option("--state", help=f"only these states ({', '.join(STATES)})")] = None,
+    queue: Annotated[str | None, typer.Option(help="only this queue (gpu, cpu, send)")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="only this pipeline's jobs")] = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
@@ -51,21 +50,13 @@ def jobs_list(
     if ctx.invoked_subcommand is not None:
         return
     index = open_index(settings_for(ctx))
-    with index.sessions() as session:
-        query = select(Job).order_by(Job.id.desc()).limit(500)
-        if study:
-            query = query.where(Job.study_uid == study)
-        if failed:
-            query = query.where(Job.state.in_(("dead", "retry")))
-        jobs = session.scalars(query).all()
-        events = session.scalars(select(JobEvent).where(JobEvent.study_uid == study).order_by(JobEvent.id)).all() if study else []
+    states = [*(state or []), *(FAILED if failed else ())]
+    jobs = list_jobs(index, states=states, queue=queue, pipeline=pipeline, study_uid=study)
+    events = timeline(index, study) if study else []
     if as_json:
-        out: dict[str, Any] = {"jobs": [_job_dict(j) for j in jobs]}
+        out: dict[str, Any] = {"jobs": [job_dict(j) for j in jobs]}
         if study:
-            out["timeline"] = [
-                {"at": e.at.isoformat(), "event": e.event, "job_id": e.job_id, "detail": e.detail, "worker": e.worker, "duration_s": e.duration_s}
-                for e in events
-            ]
+            out["timeline"] = [event_dict(e) for e in events]
         print(json.dumps(out, indent=2))
         return
     show(jobs_table(jobs, short(wide)))
@@ -110,22 +101,30 @@ def _timeline_table(events: Any, cut: bool) -> Table:
 @jobs_app.command("retry")
 def jobs_retry(ctx: typer.Context, job_id: int, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Start a dead (or waiting) job over with fresh attempts."""
-    from dicom_node.queue.outbox import retry_by_hand
-
-    if not retry_by_hand(open_index(settings_for(ctx, config, data_dir)), job_id):
-        fail(f"job {job_id} is not dead, waiting or finished (or does not exist)")
+    try:
+        retry(open_index(settings_for(ctx, config, data_dir)), job_id)
+    except ServiceError as exc:
+        fail(str(exc))
     console.print(f"job {job_id} queued again", highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: int, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Cancel a job no worker has started yet."""
+    try:
+        cancel(open_index(settings_for(ctx, config, data_dir)), job_id)
+    except ServiceError as exc:
+        fail(str(exc))
+    console.print(f"job {job_id} cancelled", highlight=False)
 
 
 @jobs_app.command("show")
 def jobs_show(ctx: typer.Context, job_id: int, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """One job with its result."""
-    index = open_index(settings_for(ctx, config, data_dir))
-    with index.sessions() as session:
-        job = session.get(Job, job_id)
-    if job is None:
-        fail(f"no job {job_id}")
-    data = _job_dict(job)
+    try:
+        data = job_dict(get_job(open_index(settings_for(ctx, config, data_dir)), job_id))
+    except ServiceError as exc:
+        fail(str(exc))
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
@@ -163,38 +162,30 @@ def jobs_submit(
 
 
 @app.command("pipelines")
-def pipelines_cmd(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None, wide: WideOpt = False) -> None:
+def pipelines_cmd(
+    ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False, wide: WideOpt = False
+) -> None:
     """List the registered pipelines and the models they would run."""
-    show(pipelines_table(settings_for(ctx, config, data_dir), short(wide)))
+    listed = pipelines(settings_for(ctx, config, data_dir))
+    if as_json:
+        print(json.dumps([{k: v for k, v in p.items() if k != "model_brief"} for p in listed], indent=2))
+        return
+    show(pipelines_table(listed, short(wide)))
 
 
-def pipelines_table(settings: Settings, cut: bool) -> Table:
-    """One row per pipeline. Shortened (``cut``, a terminal): name over version, kind with
-    queue, the model's file name, so that the description keeps half of 80 columns; else
-    every field in a column of its own, the model's whole path."""
-    from pipelines.base import ImagingPipeline
-    from pipelines.registry import all_pipelines
-
-    rows = []
-    for name, cls in all_pipelines().items():
-        model: Path | None
-        if issubclass(cls, ImagingPipeline):
-            configured = settings.pipelines.get(name)
-            model = configured.bundle if configured and configured.bundle else None
-            shown = (str(model), model.name) if model else (f"{cls.demo_bundle} (demo)", "demo bundle")
-        else:
-            model = cls.default_model
-            shown = (str(model), model.name) if model else ("rule tables", "rule tables")
-        rows.append((name, cls, shown))
+def pipelines(settings: Settings) -> list[dict[str, str]]:
+    """Each registered pipeline: name, kind, queue, version, the model it would run (whole and
+    brief), description."""
+    rows = [(p, (p.model.path, Path(p.model.path).name) if p.model else ("rule tables", "rule tables")) for p in pipelines(settings)]
     if not cut:
         full = table("Name", "Kind", "Queue", "Version", "Model", "Description")
-        for name, cls, (whole, _) in rows:
-            full.add_row(name, cls.kind, cls.queue, cls.version, whole, cls.description)
+        for p in listed:
+            full.add_row(p["name"], p["kind"], p["queue"], p["version"], p["model"], p["description"])
         return full
     fitted = table("Pipeline", "Kind, queue", "Model", "Description")
     fitted.leading = 1
     for column in fitted.columns[:3]:
         column.no_wrap = True
-    for name, cls, (_, brief) in rows:
-        fitted.add_row(f"{name}\n[dim]{cls.version}[/dim]", f"{cls.kind}, {cls.queue}", brief, cls.description)
+    for p in listed:
+        fitted.add_row(f"{p['name']}\n[dim]{p['version']}[/dim]", f"{p['kind']}, {p['queue']}", p["model_brief"], p["description"])
     return fitted

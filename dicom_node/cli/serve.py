@@ -111,7 +111,8 @@ def worker(
     settings = settings_for(ctx, config, data_dir, process=f"worker-{'+'.join(wanted)}", recorded_only=from_serve)
     if not from_serve:  # serve said it for its own workers
         warn_if_root()
-    from dicom_node.queue.tasks import preload  # the jobs and their libraries: seconds of imports
+    # Imported only now: the jobs and their libraries take seconds.
+    from dicom_node.queue.tasks import preload
 
     preload(set(wanted))
     raise typer.Exit(run_worker(settings, wanted, concurrency))
