@@ -37,6 +37,7 @@ __all__ = [
     "NOTIFY_KINDS",
     "CompletionSettings",
     "QueueSettings",
+    "OrderSettings",
     "PipelineSettings",
     "HttpSettings",
     "Settings",
@@ -162,6 +163,13 @@ class QueueSettings(BaseModel):
     embedded_workers: dict[str, int] = Field(default_factory=lambda: {"gpu": 1, "cpu": 1, "send": 2})
 
 
+class OrderSettings(BaseModel):
+    """The MLLP listener for the RIS's orders (ORM^O01 / OMI^O23, ``dicom_node.orders``)."""
+
+    host: str = "0.0.0.0"
+    port: int | None = Field(None, ge=0, le=65535, description="None: no order listener")
+
+
 class PipelineSettings(BaseModel):
     """Per-pipeline overrides: a MONAI bundle to use instead of the demo one, urgency threshold."""
 
@@ -211,6 +219,7 @@ class Settings(BaseSettings):
     completion: CompletionSettings = Field(default_factory=CompletionSettings)
     destinations: dict[str, Destination] = Field(default_factory=dict)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
     rules: list[Rule] = Field(default_factory=list)
     pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
     http: HttpSettings = Field(default_factory=HttpSettings)

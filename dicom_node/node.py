@@ -26,6 +26,7 @@ from dicom_node.queue.outbox import Relay
 from dicom_node.receive.dispatch import Dispatcher
 from dicom_node.receive.scp import NodeServer
 from dicom_node.routing.completion import CompletionDetector
+from dicom_node.orders.listener import OrderListener
 from dicom_node.routing.router import Router
 from dicom_node.store.index import Index
 
@@ -62,6 +63,7 @@ class Node:
         self.celery = make_celery(settings)
         self.relay = Relay(self.index, settings.queue, self._send)
         self.router = Router(settings, self.index, on_jobs=self.relay.wake)
+        self.orders = OrderListener(self.index, settings.orders.host, settings.orders.port, settings.ae_title) if settings.orders.port is not None else None
         self.completion = CompletionDetector(self.index, settings.completion, on_complete=self.router.wake)
         self.dispatcher: Dispatcher | None = None  # with more than one receiver
         self.web = self._web() if settings.http.enabled else None
@@ -124,6 +126,12 @@ class Node:
         self.completion.start()
         self.router.start()
         self.relay.start()
+        if self.orders is not None:
+            try:
+                self.orders.start()
+            except OSError as exc:
+                self.stop()
+                raise NodeError(f"cannot listen on {self.orders.host}:{self.orders.port} (HL7 orders): {exc.strerror or exc}") from exc
         if self.run_workers:
             warn_if_root()
             for queue, concurrency in self.settings.queue.embedded_workers.items():
@@ -195,6 +203,8 @@ class Node:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+        if self.orders is not None:
+            self.orders.stop()
         self.relay.stop()
         self.router.stop()
         self.completion.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from dicom_node.config import PipelineSettings, Settings
 from dicom_node.queue.outbox import NewJob, add_jobs
-from dicom_node.routing.rules import Rule, series_attributes
+from dicom_node.orders.record import order_attributes
+from dicom_node.routing.rules import PRIORITY, Rule, series_attributes
 from dicom_node.store.index import Index
 from dicom_node.store.models import CompletionEvent, Instance, JobEvent, Series, Study, utcnow
 from dicom_node.ticker import Ticker
@@ -160,7 +161,10 @@ class Router(Ticker):
                     session.add(JobEvent(study_uid=event.study_uid, event="route error", detail=f"series {series.series_uid}: {exc}"))
                     continue
                 attrs[series.series_uid] = series_attributes(header, series.calling_ae)
+                attrs[series.series_uid].update(order_attributes(session, str(header.get("AccessionNumber", "")), event.study_uid))
         plan = plan_jobs(self.settings, event.study_uid, attrs, self.queue_of)
+        if any(a.get("order.priority") == "stat" for a in attrs.values()):  # the RIS's STAT order goes first
+            plan.jobs = [replace(job, priority=PRIORITY["stat"]) for job in plan.jobs]
         matched = sorted({name for names in plan.matches.values() for name in names})
         detail = f"rules: {', '.join(matched) or 'none'}; {len(plan.jobs)} job(s)"
         if plan.discarded:

@@ -16,7 +16,9 @@ A rule::
       notify: [ris, fhir, teams]   # hl7/fhir/webhook destinations told of each pipeline result
                                    #   (unset: the pipeline's own ``notify`` setting; [] for none)
 
-Any DICOM keyword of the series' first instance can be tested, plus ``calling_ae``. Rules are
+Any DICOM keyword of the series' first instance can be tested, plus ``calling_ae`` and, when
+the RIS sent an order for the study, ``order.priority`` (stat, asap, routine),
+``order.procedure_code``, ``order.procedure``, ``order.accession_number`` and ``order.placer_order``. Rules are
 evaluated in file order and every matching rule applies; a matching ``discard: true`` rule
 drops the series from all later rules. Nothing is ever ``eval``'d: operators are a closed set.
 """
@@ -35,6 +37,8 @@ __all__ = ["Condition", "FetchPriors", "Rule", "series_attributes", "PRIORITY"]
 PRIORITY = {"stat": 0, "routine": 5}
 _OPERATORS = {"equals", "in", "regex", "contains", "exists", "gt", "lt"}
 _PSEUDO = {"calling_ae"}
+# the RIS's order for the study, when one came in (dicom_node.orders): stat | asap | routine, …
+_PSEUDO |= {"order.accession_number", "order.priority", "order.procedure_code", "order.procedure", "order.placer_order"}
 
 
 class Condition(BaseModel):
@@ -61,7 +65,7 @@ class Condition(BaseModel):
     def _check_tests(cls, tests: dict[str, Any]) -> dict[str, Any]:
         for key, expected in tests.items():
             if key not in keyword_dict and key not in _PSEUDO:
-                raise ValueError(f"{key!r} is not a DICOM keyword (or calling_ae)")
+                raise ValueError(f"{key!r} is not a DICOM keyword (or calling_ae, order.*)")
             if isinstance(expected, Mapping):
                 unknown = set(expected) - _OPERATORS
                 if unknown:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ApiToken", "utcnow"]
+__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ApiToken", "Order", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -167,3 +167,22 @@ class ApiToken(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Order(Base):
+    """An imaging order from the RIS (HL7 ORM^O01 / OMI^O23, :mod:`dicom_node.orders`), keyed by
+    accession number: what the routing rules see as ``order.*`` and what makes a study STAT."""
+
+    __tablename__ = "imaging_order"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accession_number: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    placer_order: Mapped[str] = mapped_column(String(64), default="")
+    procedure_code: Mapped[str] = mapped_column(String(64), default="")
+    procedure: Mapped[str] = mapped_column(String(200), default="")
+    priority: Mapped[str] = mapped_column(String(16), default="routine")  # stat | asap | routine
+    order_control: Mapped[str] = mapped_column(String(2), default="NW")  # ORC-1: NW new, XO change, CA cancel…
+    message_type: Mapped[str] = mapped_column(String(16), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
