@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+
 from dicom_node.cli.console import console, fail, short, show, table, timestamp
 from dicom_node.cli.options import (
     ConfigOpt,
@@ -22,7 +23,7 @@ from dicom_node.cli.options import (
 from dicom_node.config import Settings
 from dicom_node.errors import ConfigError
 from dicom_node.service import ServiceError
-from dicom_node.service.catalog import pipelines
+from dicom_node.service.catalog import pipelines as pipeline_infos
 from dicom_node.service.jobs import FAILED, STATES, cancel, get_job, job_dict, list_jobs, retry
 from dicom_node.service.studies import event_dict, timeline
 
@@ -176,7 +177,22 @@ def pipelines_cmd(
 def pipelines(settings: Settings) -> list[dict[str, str]]:
     """Each registered pipeline: name, kind, queue, version, the model it would run (whole and
     brief), description."""
-    rows = [(p, (p.model.path, Path(p.model.path).name) if p.model else ("rule tables", "rule tables")) for p in pipelines(settings)]
+    rows = []
+    for p in pipeline_infos(settings):
+        if p.model is None:
+            model, brief = "rule tables", "rule tables"
+        elif p.model.demo and p.kind == "imaging":
+            model, brief = f"{p.model.path} (demo)", "demo bundle"
+        else:
+            model, brief = p.model.path, Path(p.model.path).name
+        rows.append({"name": p.name, "kind": p.kind, "queue": p.queue, "version": p.version, "model": model, "model_brief": brief, "description": p.description})
+    return rows
+
+
+def pipelines_table(listed: list[dict[str, str]], cut: bool) -> Table:
+    """One row per pipeline. Shortened (``cut``, a terminal): name over version, kind with
+    queue, the model's file name, so that the description keeps half of 80 columns; else
+    every field in a column of its own, the model's whole path."""
     if not cut:
         full = table("Name", "Kind", "Queue", "Version", "Model", "Description")
         for p in listed:

@@ -16,6 +16,7 @@ from dicom_node.cli.options import (
     open_index,
     settings_for,
 )
+from dicom_node.service.studies import studies as list_studies
 
 __all__ = ["app"]
 
@@ -28,7 +29,7 @@ def studies(
 ) -> None:
     """List the studies the index holds."""
     settings = settings_for(ctx, config, data_dir)
-    rows = open_index(settings).studies()
+    rows = [view.summary for view in list_studies(open_index(settings), limit=1000, with_details=False)]
     if as_json:
         print(json.dumps([{**r.__dict__, "completed_at": r.completed_at.isoformat() if r.completed_at else None} for r in rows], indent=2))
         return
