@@ -25,10 +25,11 @@ from dicom_node.receive.handlers import StoreHandler
 from dicom_node.store.index import Index
 from dicom_node.web.auth import access
 from dicom_node.web.dicomweb.errors import DicomWebError
+from dicom_node.web.dicomweb.routes import PREFIX
 from dicom_node.web.dicomweb.routes import router as dicomweb_router
 from dicom_node.web.metrics import Metrics
 
-__all__ = ["create_app", "HealthCheck"]
+__all__ = ["HealthCheck", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def create_app(
         template = getattr(route, "path", "unmatched")
         metrics.requests.labels(request.method, template, str(response.status_code)).inc()
         metrics.latency.labels(request.method, template).observe(time.perf_counter() - start)
-        if template.endswith("/studies") and request.method == "POST" and response.status_code < 500:
+        if request.method == "POST" and template.startswith(f"{PREFIX}/studies") and response.status_code < 500:
             metrics.stow.labels({200: "all stored", 202: "some failed", 409: "all failed"}.get(response.status_code, "refused")).inc()
         return response
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from dicom_node.store.index import Index
 from dicom_node.store.models import ApiToken, utcnow
 
-__all__ = ["Role", "Caller", "TokenError", "create_token", "list_tokens", "revoke_token", "authenticate", "access", "check"]
+__all__ = ["Caller", "Role", "TokenError", "access", "authenticate", "check", "create_token", "list_tokens", "revoke_token"]
 
 log = logging.getLogger(__name__)
 

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from dicom_node.store.index import Index
 from dicom_node.store.models import Instance, Job, JobEvent
 
-__all__ = ["Metrics", "IndexCollector"]
+__all__ = ["IndexCollector", "Metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ JOB_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0
 WAITING = ("pending", "queued", "retry")
 
 
-def _seconds(later: ColumnElement[object], earlier: ColumnElement[object], dialect: str) -> ColumnElement[float]:
+def _seconds(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
     if dialect == "sqlite":
         return (func.julianday(later) - func.julianday(earlier)) * 86400.0
     return func.extract("epoch", later - earlier)
@@ -68,7 +69,7 @@ class IndexCollector(Collector):
                 )
             ).all()
             states = session.execute(select(Job.queue, Job.state, func.count(Job.id)).group_by(Job.queue, Job.state)).all()
-            durations = self._job_durations(session, dialect)
+            durations = self._job_durations(session)
             to_result = self._complete_to_sent(session, dialect)
         instances = GaugeMetricFamily("dicom_node_instances", "instances in the store", labels=["origin"])
         size = GaugeMetricFamily("dicom_node_instance_bytes", "bytes of the instances in the store", labels=["origin"])
@@ -100,26 +101,26 @@ class IndexCollector(Collector):
         yield to_result
 
     @staticmethod
-    def _histogram(name: str, doc: str, labels: list[str], rows: Sequence[Sequence[object]]) -> HistogramMetricFamily:
+    def _histogram(name: str, doc: str, labels: list[str], rows: Sequence[Sequence[Any]]) -> HistogramMetricFamily:
         """``rows``: label values, then the count under each of JOB_BUCKETS, the total count and the sum."""
         family = HistogramMetricFamily(name, doc, labels=labels)
         n = len(labels)
         for row in rows:
             under = [int(c or 0) for c in row[n : n + len(JOB_BUCKETS)]]
-            total, seconds = int(row[n + len(JOB_BUCKETS)] or 0), float(row[n + len(JOB_BUCKETS) + 1] or 0)  # type: ignore[arg-type]
+            total, seconds = int(row[n + len(JOB_BUCKETS)] or 0), float(row[n + len(JOB_BUCKETS) + 1] or 0)
             buckets = [(str(b), c) for b, c in zip(JOB_BUCKETS, under)] + [("+Inf", total)]
             family.add_metric([str(v or "") for v in row[:n]], buckets, seconds)
         return family
 
     @staticmethod
-    def _bucket_columns(duration: ColumnElement[float]) -> list[ColumnElement[object]]:
+    def _bucket_columns(duration: Any) -> list[ColumnElement[Any]]:
         return [
             *(func.sum(case((duration <= b, 1), else_=0)) for b in JOB_BUCKETS),
             func.count(),
             func.coalesce(func.sum(duration), 0.0),
         ]
 
-    def _job_durations(self, session, dialect: str) -> HistogramMetricFamily:  # type: ignore[no-untyped-def]
+    def _job_durations(self, session: Session) -> HistogramMetricFamily:
         """Run time of each finished attempt (its JobEvent's duration), by job kind and pipeline."""
         duration = JobEvent.duration_s
         rows = session.execute(
@@ -133,7 +134,7 @@ class IndexCollector(Collector):
             ["stage", "pipeline"], rows,
         )  # fmt: skip
 
-    def _complete_to_sent(self, session, dialect: str) -> HistogramMetricFamily:  # type: ignore[no-untyped-def]
+    def _complete_to_sent(self, session: Session, dialect: str) -> HistogramMetricFamily:
         """From a study's first completion to each result sent for it (succeeded send jobs)."""
         complete = aliased(JobEvent)
         first = (

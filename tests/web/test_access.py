@@ -66,9 +66,9 @@ def test_healthz_is_public_and_names_its_components(web_node: WebNode) -> None:
 def test_metrics_are_public_and_count_the_index(web_node: WebNode) -> None:
     requests.get(f"{web_node.url}/dicom-web/studies", headers=web_node.auth(), timeout=10)
     text = requests.get(f"{web_node.url}/metrics", timeout=10).text
-    stored = re.search(r'^dicom_node_instances\{origin="received"\} (\S+)$', text, re.M)
+    stored = re.search(r'^dicom_node_instances\{origin="received"\} (\S+)$', text, re.MULTILINE)
     assert stored is not None and float(stored.group(1)) >= sum(len(v) for v in web_node.catalogue.instances.values())
-    assert re.search(r'^dicom_node_http_requests_total\{method="GET",route="/dicom-web/studies",status="200"\} [1-9]', text, re.M)
+    assert re.search(r'^dicom_node_http_requests_total\{method="GET",route="/dicom-web/studies",status="200"\} [1-9]', text, re.MULTILINE)
     assert "dicom_node_job_duration_seconds" in text and "dicom_node_index_up 1.0" in text
 
 

@@ -3,7 +3,7 @@ the log records. The app turns them into responses at the boundary (:mod:`dicom_
 
 from __future__ import annotations
 
-__all__ = ["DicomWebError", "BadRequest", "NotFound", "NotAcceptable", "UnsupportedMediaType", "PayloadTooLarge"]
+__all__ = ["BadRequest", "DicomWebError", "NotAcceptable", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"]
 
 
 class DicomWebError(Exception):

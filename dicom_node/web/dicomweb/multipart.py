@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
 
-__all__ = ["MediaRange", "accepted", "boundary", "part_header", "closing", "multipart"]
+__all__ = ["MediaRange", "accepted", "boundary", "closing", "multipart", "part_header"]
 
 _COMMA = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')  # commas outside quoted strings
 
@@ -28,7 +28,7 @@ class MediaRange:
 
     def allows(self, media: str, part_type: str | None = None) -> bool:
         """Whether this range admits ``media`` (whose parts are ``part_type``)."""
-        main, _, sub = media.partition("/")
+        main = media.partition("/")[0]
         if self.media not in ("*/*", f"{main}/*", media):
             return False
         return part_type is None or self.type is None or self.type in ("*/*", part_type)

@@ -23,7 +23,6 @@ from itertools import islice
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
-from pynetdicom import sop_class as sc
 
 from dicom_node.qr.keys import COMPUTED, KEYS
 from dicom_node.qr.model import MODELS, UNIQUE_KEY, InformationModel, Level
@@ -31,13 +30,13 @@ from dicom_node.qr.query import plan_find
 from dicom_node.store.index import Index
 from dicom_node.web.dicomweb.errors import BadRequest
 
-__all__ = ["Search", "search", "parse_search"]
+__all__ = ["Search", "parse_search", "search"]
 
 log = logging.getLogger(__name__)
 
 _RELATIONAL = {
     level: InformationModel(
-        f"relational-{level.value.lower()}", (level,), sc.StudyRootQueryRetrieveInformationModelFind, "", ""
+        f"relational-{level.value.lower()}", (level,), MODELS["study"].find, "", ""
     )
     for level in (Level.SERIES, Level.IMAGE)
 }
@@ -98,7 +97,7 @@ def _includes(level: Level, params: dict[str, list[str]]) -> set[str]:
     names = {n.strip() for v in params.get("includefield", []) for n in v.split(",") if n.strip()}
     if "all" in names:
         held = {k for k, key in KEYS.items() if key.level.depth <= level.depth}
-        held |= {k for k, c in COMPUTED.items() if c.level.depth <= level.depth and c.level.depth <= level.depth}
+        held |= {k for k, c in COMPUTED.items() if c.level.depth <= level.depth}
         return (names - {"all"}) | held | set(_DEFAULT_FIELDS[level])
     return names | set(_DEFAULT_FIELDS[level])
 
@@ -128,12 +127,12 @@ def parse_search(level: Level, params: dict[str, list[str]], fixed: dict[str, st
         except (ValueError, TypeError, OverflowError) as exc:
             raise BadRequest(f"{name}: {exc}") from None
     for keyword, uid in fixed.items():
-        identifier.add_new(tag_for_keyword(keyword), "UI", uid)
+        identifier.add_new(keyword, "UI", uid)
     # RetrieveURL needs the UIDs of the level and those above, whatever the model returns.
     for lv in (Level.STUDY, Level.SERIES, Level.IMAGE)[: level.depth]:
         keyword = UNIQUE_KEY[lv]
         if keyword not in identifier:
-            identifier.add_new(tag_for_keyword(keyword), "UI", None)
+            identifier.add_new(keyword, "UI", None)
     fuzzy = [v.lower() for v in params.get("fuzzymatching", [])]
     if any(v not in ("true", "false") for v in fuzzy):
         raise BadRequest("fuzzymatching must be true or false")

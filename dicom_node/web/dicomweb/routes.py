@@ -14,10 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from dicom_node.qr.model import Level, QRError
 from dicom_node.store.index import Index
 from dicom_node.web.dicomweb import qido, stow, wado
-from dicom_node.web.dicomweb.errors import BadRequest, NotAcceptable, NotFound, PayloadTooLarge
+from dicom_node.web.dicomweb.errors import (
+    BadRequest,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+)
 from dicom_node.web.dicomweb.multipart import accepted, boundary
 
-__all__ = ["router", "PREFIX"]
+__all__ = ["PREFIX", "router"]
 
 log = logging.getLogger(__name__)
 

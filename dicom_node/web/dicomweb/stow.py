@@ -30,9 +30,13 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dicom_node.receive.handlers import Status, StoreHandler
-from dicom_node.web.dicomweb.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from dicom_node.web.dicomweb.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
-__all__ = ["Part", "STOW_CALLING_AE", "read_parts", "store_parts"]
+__all__ = ["STOW_CALLING_AE", "Part", "read_parts", "store_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +174,7 @@ def store_parts(handler: StoreHandler, parts: list[Part], study: str | None, bas
     failed: list[Dataset] = []
     for part in parts:
         sop_class = sop_instance = part_study = part_series = ""
+        status: int
         try:
             media = part.content_type.split(";")[0].strip().lower()
             if media not in ("", "application/dicom"):

@@ -33,11 +33,20 @@ from dicom_node.qr.model import MODELS, QRError
 from dicom_node.qr.query import InstanceRef, RetrievePlan, plan_retrieve
 from dicom_node.store.index import Index
 from dicom_node.web.dicomweb.errors import BadRequest, NotAcceptable, NotFound
-from dicom_node.web.dicomweb.multipart import MediaRange, boundary, closing, part_header
+from dicom_node.web.dicomweb.multipart import MediaRange, closing, part_header
 
 __all__ = [
-    "Target", "find_instances", "dicom_syntax", "stream_instances", "metadata", "frame_syntax", "parse_frames", "frames",
-    "parse_window", "rendered_media", "rendered",
+    "Target",
+    "dicom_syntax",
+    "find_instances",
+    "frame_syntax",
+    "frames",
+    "metadata",
+    "parse_frames",
+    "parse_window",
+    "rendered",
+    "rendered_media",
+    "stream_instances",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
