@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 from hl7apy.mllp import AbstractHandler, MLLPServer
-from hl7apy.parser import parse_message
 
 _lock = threading.Lock()
 
@@ -29,8 +28,7 @@ def main(port: int, folder: Path) -> None:
             if mode == "silent":
                 threading.Event().wait(60)  # hold the connection, answer nothing
                 return ""
-            incoming = parse_message(self.incoming_message, find_groups=False)
-            control_id = incoming.msh.msh_10.value
+            control_id = self.incoming_message.split("\r", 1)[0].split("|")[9]  # MSH-10 (the server checked MSH)
             reason = (folder / "reason").read_text().strip() if (folder / "reason").exists() else ""
             segments = [
                 f"MSH|^~\\&|RIS|HOSP|DICOM_NODE||20260101120000||ACK^R01^ACK|ACK{number}|P|2.5.1",
