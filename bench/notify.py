@@ -39,7 +39,7 @@ TARGET_P95_S = 0.200
 
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def notices(node: Node, stored: list[dict[str, str]], count: int) -> list[int]:

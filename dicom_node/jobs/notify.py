@@ -62,10 +62,7 @@ def announce_failure(settings: Settings, index: Index, job_id: int) -> int:
         job = session.get(Job, job_id)
         if job is None or job.kind != "pipeline" or job.state != "dead":
             return 0
-        targets = [
-            d for d in job.params.get("notify", [])
-            if isinstance(settings.destinations.get(d), Hl7Destination) and settings.destinations[d].send_failures  # type: ignore[union-attr]
-        ]  # fmt: skip
+        targets = [d for d in job.params.get("notify", []) if _sends_failures(settings, d)]
         notices = [
             NewJob(kind="notify", queue="send", study_uid=job.study_uid, series_uid=job.series_uid, rule=job.rule,
                    pipeline=job.pipeline, destination=d, priority=job.priority,
@@ -74,6 +71,11 @@ def announce_failure(settings: Settings, index: Index, job_id: int) -> int:
         ]  # fmt: skip
         add_jobs(session, notices, settings.queue.max_attempts)
     return len(notices)
+
+
+def _sends_failures(settings: Settings, name: str) -> bool:
+    dest = settings.destinations.get(name)
+    return isinstance(dest, Hl7Destination) and dest.send_failures
 
 
 def control_id(settings: Settings, job: Job) -> str:

@@ -14,7 +14,12 @@ import threading
 
 import hl7
 from hl7.exceptions import ParseException
-from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
+from hl7.mllp import (
+    HL7StreamReader,
+    HL7StreamWriter,
+    InvalidBlockError,
+    start_hl7_server,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.orders.record import OrderError, read_order, record_order

@@ -29,7 +29,7 @@ from dicom_node.routing.rules import PRIORITY
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job, JobEvent, Order, Study
 
-__all__ = ["OrderError", "OrderFacts", "read_order", "record_order", "order_attributes"]
+__all__ = ["OrderError", "OrderFacts", "order_attributes", "read_order", "record_order"]
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from dicom_node.store.models import CompletionEvent, Job, JobEvent, Order
 from dicom_node.synthetic import StudySpec, ct_series
 from tests.conftest import free_port
 
+
 def seg(name: str, fields: dict[int, str]) -> str:
     """A segment with ``fields`` at their HL7 positions (the rest empty)."""
     return "|".join([name, *(fields.get(n, "") for n in range(1, max(fields) + 1))])
