@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,11 +25,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dicom_node.config import Settings
 from dicom_node.receive.handlers import StoreHandler
 from dicom_node.store.index import Index
-from dicom_node.web.auth import access
+from dicom_node.web import dashboard
+from dicom_node.web.api import router as api_router
+from dicom_node.web.api import schema_router
+from dicom_node.web.auth import LOGIN_PATH, access
 from dicom_node.web.dicomweb.errors import DicomWebError
 from dicom_node.web.dicomweb.routes import PREFIX
 from dicom_node.web.dicomweb.routes import router as dicomweb_router
 from dicom_node.web.metrics import Metrics
+from dicom_node.web.viewer import DEFAULT_DIST, Viewer
 
 __all__ = ["HealthCheck", "create_app"]
 
@@ -45,6 +51,7 @@ def create_app(
     index: Index,
     store_handler: StoreHandler | None = None,
     checks: dict[str, HealthCheck] | None = None,
+    viewer_dist: Path | None = DEFAULT_DIST,
 ) -> FastAPI:
     """The app over ``index``; ``store_handler`` (the C-STORE SCP's) takes STOW-RS uploads,
     ``checks`` name the node's components for ``/healthz`` besides the index and the store."""
@@ -59,6 +66,13 @@ def create_app(
     metrics = Metrics(index)
     app.state.metrics = metrics
     app.include_router(dicomweb_router)
+    app.include_router(api_router)
+    app.include_router(schema_router)
+    viewer = Viewer(viewer_dist)
+    app.state.viewer_available = viewer.available
+    app.include_router(viewer.router())
+    app.include_router(dashboard.router)
+    app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")  # CSS and JS only
     components: dict[str, HealthCheck] = {"index": lambda: _index_check(index)}
     if store_handler is not None:
         components["store"] = lambda: _store_check(store_handler)
@@ -103,6 +117,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"{LOGIN_PATH}?next={quote(back)}", status_code=303)  # a browser: log in first
         if exc.status_code not in (401, 403):  # those are logged with the caller by the auth check
             log.warning("%d %s %s from %s: %s", exc.status_code, request.method, request.url.path, _peer(request), exc.detail)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

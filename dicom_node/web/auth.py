@@ -9,6 +9,10 @@ how many leading characters of a guess were right.
 Roles nest: ``viewer`` reads (GET, DICOMweb queries and retrievals), ``operator`` also
 writes (STOW-RS, later job retry/cancel), ``admin`` also configures. Refusals are logged
 with the token's name, the path and the peer — never the token.
+
+A browser cannot add an Authorization header to page loads, so the dashboard's login form
+(``/login``, open like ``/logout``) puts the token in an HttpOnly, SameSite=Strict cookie
+(:data:`COOKIE`), accepted when no Authorization header is sent.
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ from sqlalchemy.exc import IntegrityError
 from dicom_node.store.index import Index
 from dicom_node.store.models import ApiToken, utcnow
 
-__all__ = ["Caller", "Role", "TokenError", "access", "authenticate", "check", "create_token", "list_tokens", "revoke_token"]
+__all__ = ["COOKIE", "LOGIN_PATH", "LOGOUT_PATH", "Caller", "Role", "TokenError", "access", "authenticate", "check", "create_token", "list_tokens", "revoke_token"]
 
 log = logging.getLogger(__name__)
+
+COOKIE = "dicom_node_token"
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
 
 
 class Role(IntEnum):
@@ -112,7 +120,7 @@ def _peer(request: Request) -> str:
 def access(request: Request) -> Caller | None:
     """The app-wide FastAPI dependency: a path in ``public_paths`` is open; any other needs a
     bearer token of a ``viewer`` to read (GET, HEAD) and of an ``operator`` to write."""
-    if request.url.path in request.app.state.settings.http.public_paths:
+    if request.url.path in request.app.state.settings.http.public_paths or request.url.path in (LOGIN_PATH, LOGOUT_PATH):
         return None
     return check(request, Role.VIEWER if request.method in ("GET", "HEAD") else Role.OPERATOR)
 
@@ -121,7 +129,8 @@ def check(request: Request, role: Role) -> Caller:
     """The caller of ``request``, who must hold at least ``role``: HTTPException 401 when the
     bearer token is absent, unknown or revoked, 403 when its role is too low."""
     index: Index = request.app.state.index
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    header = request.headers.get("authorization")
+    scheme, _, token = header.partition(" ") if header is not None else ("bearer", "", request.cookies.get(COOKIE, ""))
     token = token.strip()
     caller = authenticate(index, token) if scheme.lower() == "bearer" and token else None
     if caller is None:
