@@ -65,7 +65,8 @@ async def _exchange(host: str, port: int, message: str, connect_timeout_s: float
     try:
         reader, writer = await asyncio.wait_for(open_hl7_connection(host, port, encoding="utf-8"), connect_timeout_s)
     except (OSError, TimeoutError) as exc:
-        raise DestinationError(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
+        why = f"no connection within {connect_timeout_s:g} s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        raise DestinationError(f"cannot connect to {host}:{port}: {why}") from exc
     try:
         writer.writemessage(message)
         await writer.drain()
