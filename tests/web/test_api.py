@@ -68,7 +68,7 @@ def test_timeline_lists_the_events_of_the_study(web_node: WebNode) -> None:
 
 def test_jobs_filter_by_state_queue_and_pipeline(web_node: WebNode) -> None:
     dead, running = _jobs(web_node, "dead", "running", pipeline="mr_seg", queue="cpu")
-    ids = lambda **f: {j["id"] for j in _get(web_node, "/jobs", **f).json()}  # noqa: E731
+    ids = lambda **f: {j["id"] for j in _get(web_node, "/jobs", **f).json()}
     assert dead in ids(state="dead") and running not in ids(state="dead")
     assert {dead, running} <= ids(state=["dead", "running"], queue="cpu", pipeline="mr_seg")
     assert not {dead, running} & ids(queue="gpu")
