@@ -4,14 +4,18 @@ holds HL7 delimiters. Parsed with python-hl7."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
 import hl7
 import numpy as np
+import pytest
 
 from dicom_node import synthetic as syn
 from dicom_node.config import Hl7Destination
+from dicom_node.errors import DestinationError
+from dicom_node.notify import mllp
 from dicom_node.jobs.imaging import encode_result
 from dicom_node.notify.hl7 import build_oru
 from dicom_node.notify.report import (
@@ -89,3 +93,12 @@ def test_not_assessable_absent_and_delimiters_are_written_as_hl7_means_them():
     assert texts[0] == "xr-seg: 1 finding(s): " + weird, "the absent liver is not a finding"
     assert texts[1].startswith(weird) and "Area: not assessable (Measurement not attempted)" in texts[1]
     assert "Liver: Absent" in texts[2]
+
+
+def test_a_connect_timeout_says_so(monkeypatch):
+    async def never(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(mllp, "open_hl7_connection", never)
+    with pytest.raises(DestinationError, match=r"cannot connect to 127.0.0.1:1: no connection within 0.1 s"):
+        mllp.send_message("127.0.0.1", 1, "MSH|^~\\&|A", "C", connect_timeout_s=0.1)
