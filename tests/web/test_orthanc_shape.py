@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 RETRIEVE_URL = "00081190"  # the same path on another host and port
 # Orthanc always names the character set; we do only when a value is not ASCII, as our C-FIND does.
 SPECIFIC_CHARACTER_SET = "00080005"
-PIXEL_DATA = "7FE00010"  # Orthanc gives a BulkDataURI; our metadata leaves pixel data to /frames
+PIXEL_DATA = "7FE00010"  # both give a BulkDataURI: the same path on another host and port
 
 
 @pytest.fixture(scope="module")
@@ -54,4 +54,8 @@ def test_series_metadata_answers_as_orthanc_does(web_node: WebNode, orthanc: Ort
     by_uid = {item["00080018"]["Value"][0]: item for item in theirs}
     assert len(ours) == len(theirs) == 2
     for item in ours:
-        assert differences(item, by_uid[item["00080018"]["Value"][0]]) == {PIXEL_DATA}
+        their_item = by_uid[item["00080018"]["Value"][0]]
+        assert differences(item, their_item) == {PIXEL_DATA}
+        assert item[PIXEL_DATA]["vr"] == their_item[PIXEL_DATA]["vr"]
+        path = item[PIXEL_DATA]["BulkDataURI"].partition("/dicom-web")[2]
+        assert their_item[PIXEL_DATA]["BulkDataURI"].lower().endswith(path.lower())

@@ -83,19 +83,34 @@ def test_a_syntax_we_cannot_produce_is_406(web_node: WebNode) -> None:
     assert requests.get(f"{web_node.url}/dicom-web/studies/{study}", headers=only_json, timeout=10).status_code == 406
 
 
+def without_bulk(item: dict) -> Dataset:
+    """The DICOM JSON as a Dataset, its BulkDataURIs left out (they are fetched separately)."""
+    return Dataset.from_json({tag: value for tag, value in item.items() if "BulkDataURI" not in value})
+
+
 def test_metadata_at_every_level(web_node: WebNode) -> None:
     client = web_node.client()
     study = web_node.catalogue.studies["s2"]
     series = web_node.catalogue.series["s2"][0]
-    everything = [Dataset.from_json(m) for m in client.retrieve_study_metadata(study)]
+    everything = [without_bulk(m) for m in client.retrieve_study_metadata(study)]
     assert {str(ds.SOPInstanceUID) for ds in everything} == set(web_node.catalogue.instances["s2"])
     in_series = client.retrieve_series_metadata(study, series)
     assert len(in_series) == 2
-    sop = Dataset.from_json(in_series[0]).SOPInstanceUID
-    one = Dataset.from_json(client.retrieve_instance_metadata(study, series, sop))
+    sop = without_bulk(in_series[0]).SOPInstanceUID
+    item = client.retrieve_instance_metadata(study, series, sop)
+    one = without_bulk(item)
     original = dcmread(stored(web_node, sop))
     assert one.PatientID == original.PatientID and one.Rows == original.Rows
-    assert "PixelData" not in one  # served by /frames
+    uri = item["7FE00010"]["BulkDataURI"]
+    assert uri.endswith(f"/studies/{study}/series/{series}/instances/{sop}/bulk/7FE00010")
+    path = uri.partition("/dicom-web")[2]  # dicomweb-client's Host header lacks the port: use our own
+    assert web_node.client().retrieve_bulkdata(f"{web_node.url}/dicom-web{path}") == [original.PixelData]
+
+
+def test_bulk_data_other_than_pixel_data_is_404(web_node: WebNode) -> None:
+    study, series, sop = web_node.catalogue.studies["s1"], web_node.catalogue.series["s1"][0], web_node.catalogue.instances["s1"][0]
+    url = f"{web_node.url}/dicom-web/studies/{study}/series/{series}/instances/{sop}/bulk/00100010"
+    assert requests.get(url, headers=web_node.auth(), timeout=10).status_code == 404
 
 
 def test_frames_are_the_decoded_pixels(web_node: WebNode) -> None:

@@ -117,7 +117,7 @@ def _metadata(request: Request, target: wado.Target, accept: str | None) -> Resp
     _json_accepted(accept)
     index = _index(request)
     plan = wado.find_instances(index, target)
-    return StreamingResponse(wado.metadata(index, plan), media_type=DICOM_JSON)
+    return StreamingResponse(wado.metadata(index, plan, _base(request)), media_type=DICOM_JSON)
 
 
 @router.get("/studies/{study}", summary="Retrieve a study")
@@ -158,6 +158,15 @@ def retrieve_frames(
     wado.frame_syntax(accepted(accept))
     mark = boundary()
     body = wado.frames(_index(request), wado.Target(study, series, instance), numbers, mark)
+    return StreamingResponse(body, media_type=f'multipart/related; type="application/octet-stream"; boundary={mark}')
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/bulk/{tag}", summary="Retrieve bulk data (Pixel Data)")
+def retrieve_bulk(
+    request: Request, study: str, series: str, instance: str, tag: str, accept: AcceptHeader = None
+) -> Response:
+    mark = boundary()
+    body = wado.bulk(_index(request), wado.Target(study, series, instance), tag, accepted(accept), mark)
     return StreamingResponse(body, media_type=f'multipart/related; type="application/octet-stream"; boundary={mark}')
 
 

@@ -36,7 +36,9 @@ from dicom_node.web.dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicom_node.web.dicomweb.multipart import MediaRange, closing, part_header
 
 __all__ = [
+    "PIXEL_DATA",
     "Target",
+    "bulk",
     "dicom_syntax",
     "find_instances",
     "frame_syntax",
@@ -52,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+PIXEL_DATA = "7FE00010"
 
 
 @dataclass(frozen=True)
@@ -137,17 +140,42 @@ def stream_instances(index: Index, plan: RetrievePlan, syntax: str, mark: str) -
     yield closing(mark)
 
 
-def metadata(index: Index, plan: RetrievePlan) -> Iterator[bytes]:
-    """A JSON array of every instance's DICOM JSON (PS3.18 F.2) without its pixel data, which
-    ``/frames`` serves; other binary values up to 1 MiB are inline (InlineBinary)."""
+def metadata(index: Index, plan: RetrievePlan, base_url: str) -> Iterator[bytes]:
+    """A JSON array of every instance's DICOM JSON (PS3.18 F.2). Pixel data is not read: an
+    image's (7FE0,0010) gets a BulkDataURI (:func:`bulk`), as Orthanc's plug-in gives, and its
+    frames are served by ``/frames``; other binary values up to 1 MiB are inline (InlineBinary)."""
     yield b"["
     first = True
     for ref in plan.instances(index):
         ds = dcmread(ref.path, stop_before_pixels=True)
         item = ds.to_json_dict(bulk_data_threshold=_CHUNK, suppress_invalid_tags=True)
+        if "Rows" in ds:  # the Image Pixel Module: Pixel Data follows (PS3.3 C.7.6.3)
+            url = f"{base_url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ref.sop_instance_uid}"
+            item[PIXEL_DATA] = {"vr": _pixel_vr(ds, ref.transfer_syntax), "BulkDataURI": f"{url}/bulk/{PIXEL_DATA}"}
         yield (b"" if first else b",") + json.dumps(item).encode()
         first = False
     yield b"]"
+
+
+def _pixel_vr(ds: Dataset, transfer_syntax: str) -> str:
+    """PS3.5 8.2: encapsulated or 8-bit Pixel Data is OB; other native Pixel Data is OW."""
+    if UID(transfer_syntax).is_encapsulated or int(ds.get("BitsAllocated", 16)) <= 8:
+        return "OB"
+    return "OW"
+
+
+def bulk(index: Index, target: Target, tag: str, ranges: list[MediaRange], mark: str) -> Iterator[bytes]:
+    """The bulk data a metadata BulkDataURI names — Pixel Data, as stored — as one
+    ``application/octet-stream`` part (PS3.18 10.4.1.1.5)."""
+    if tag.upper() != PIXEL_DATA:
+        raise NotFound(f"no bulk data at {tag}: only Pixel Data ({PIXEL_DATA}) is served")
+    if not any(r.allows("multipart/related", "application/octet-stream") for r in ranges):
+        raise NotAcceptable('bulk data is sent as multipart/related; type="application/octet-stream"')
+    ref = _instance(index, target)
+    ds = dcmread(ref.path, specific_tags=["PixelData"])
+    if "PixelData" not in ds:
+        raise NotFound(f"instance {target.instance} has no pixel data")
+    return iter((part_header(mark, "application/octet-stream"), ds.PixelData, closing(mark)))
 
 
 def _instance(index: Index, target: Target) -> InstanceRef:
