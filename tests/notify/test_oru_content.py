@@ -15,8 +15,8 @@ import pytest
 from dicom_node import synthetic as syn
 from dicom_node.config import Hl7Destination
 from dicom_node.errors import DestinationError
-from dicom_node.notify import mllp
 from dicom_node.jobs.imaging import encode_result
+from dicom_node.notify import mllp
 from dicom_node.notify.hl7 import build_oru
 from dicom_node.notify.report import (
     Algorithm,
