@@ -8,7 +8,9 @@ import requests
 from pydicom.dataset import Dataset
 
 from dicom_node.config import DicomDestination
+from dicom_node.qr.model import Level
 from dicom_node.qr.scu import query
+from dicom_node.web.dicomweb.qido import parse_search, search
 from tests.qr.conftest import NODE_AE
 from tests.web.conftest import WebNode
 
@@ -138,3 +140,17 @@ def test_fuzzy_matching_asked_for_is_ignored_with_a_warning(web_node: WebNode) -
 def test_a_search_that_only_accepts_xml_is_406(web_node: WebNode) -> None:
     headers = {**web_node.auth(), "Accept": "application/dicom+xml"}
     assert requests.get(f"{web_node.url}/dicom-web/studies", headers=headers, timeout=10).status_code == 406
+
+
+def test_a_result_set_over_the_servers_cap_says_more_can_be_asked_for(web_node: WebNode) -> None:
+    """PS3.18 8.3.4.4.3: a response cut by the server's maximum says so; one cut by the
+    client's own limit, or one that holds every match, does not."""
+    index, base = web_node.node.index, web_node.url
+    capped = parse_search(Level.STUDY, {}, {}, relational=False, max_results=3)
+    matches, more = search(index, capped, base)
+    assert len(matches) == 3 and more
+    everything = parse_search(Level.STUDY, {}, {}, relational=False, max_results=100)
+    assert search(index, everything, base)[1] is False
+    asked = parse_search(Level.STUDY, {"limit": ["2"]}, {}, relational=False, max_results=3)
+    page, more = search(index, asked, base)
+    assert len(page) == 2 and not more

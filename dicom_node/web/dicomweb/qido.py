@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
@@ -30,7 +30,7 @@ from dicom_node.qr.query import plan_find
 from dicom_node.store.index import Index
 from dicom_node.web.dicomweb.errors import BadRequest
 
-__all__ = ["Search", "parse_search", "search"]
+__all__ = ["MAX_RESULTS", "Search", "parse_search", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ _DEFAULT_FIELDS: dict[Level, tuple[str, ...]] = {
 }  # fmt: skip
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
-_MAX_LIMIT = 10000
+MAX_RESULTS = 10000  # per response; a client pages on with offset
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Search:
     limit: int
     offset: int
     fuzzy_ignored: bool
+    capped: bool  # the limit is the server's, not the client's: say so when more match
 
 
 def _tag(name: str) -> int:
@@ -102,9 +103,12 @@ def _includes(level: Level, params: dict[str, list[str]]) -> set[str]:
     return names | set(_DEFAULT_FIELDS[level])
 
 
-def parse_search(level: Level, params: dict[str, list[str]], fixed: dict[str, str], relational: bool) -> Search:
+def parse_search(
+    level: Level, params: dict[str, list[str]], fixed: dict[str, str], relational: bool, max_results: int = MAX_RESULTS
+) -> Search:
     """The search for ``params`` (query parameters, each with its values) at ``level``;
-    ``fixed`` are the UIDs the path names. Raises BadRequest for what cannot be understood."""
+    ``fixed`` are the UIDs the path names; at most ``max_results`` are returned, whatever
+    ``limit`` asks. Raises BadRequest for what cannot be understood."""
     model = _RELATIONAL[level] if relational else MODELS["study"]
     identifier = Dataset()
     identifier.QueryRetrieveLevel = level.value
@@ -136,17 +140,19 @@ def parse_search(level: Level, params: dict[str, list[str]], fixed: dict[str, st
     fuzzy = [v.lower() for v in params.get("fuzzymatching", [])]
     if any(v not in ("true", "false") for v in fuzzy):
         raise BadRequest("fuzzymatching must be true or false")
-    limit = _count(params, "limit", _MAX_LIMIT)
-    return Search(model, identifier, min(limit, _MAX_LIMIT), _count(params, "offset", 0), "true" in fuzzy)
+    limit = _count(params, "limit", max_results + 1)
+    capped = limit > max_results
+    return Search(model, identifier, min(limit, max_results), _count(params, "offset", 0), "true" in fuzzy, capped)
 
 
-def search(index: Index, query: Search, base_url: str) -> list[dict[str, object]]:
-    """The matches of ``query`` as DICOM JSON (PS3.18 F.2), each with its RetrieveURL.
+def search(index: Index, query: Search, base_url: str) -> tuple[list[dict[str, object]], bool]:
+    """The matches of ``query`` as DICOM JSON (PS3.18 F.2), each with its RetrieveURL, and
+    whether the server's cap left more out (PS3.18 8.3.4.4.3: the response then says so).
 
     Raises QRError when the planner refuses the identifier, as it would a C-FIND's.
     """
     plan = plan_find(query.model, query.identifier, index.engine.dialect.name)
-    matches: Iterable[Dataset] = plan.responses(index, retrieve_ae="")
+    matches: Iterator[Dataset] = plan.responses(index, retrieve_ae="")
     out = []
     for ds in islice(matches, query.offset, query.offset + query.limit):
         for keyword in ("QueryRetrieveLevel", "RetrieveAETitle"):
@@ -154,7 +160,8 @@ def search(index: Index, query: Search, base_url: str) -> list[dict[str, object]
                 delattr(ds, keyword)
         ds.RetrieveURL = _retrieve_url(base_url, ds, plan.level)
         out.append(ds.to_json_dict())
-    return out
+    more = query.capped and len(out) == query.limit and next(matches, None) is not None
+    return out, more
 
 
 def _retrieve_url(base_url: str, ds: Dataset, level: Level) -> str:

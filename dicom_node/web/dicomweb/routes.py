@@ -59,11 +59,18 @@ def _search(request: Request, level: Level, fixed: dict[str, str], relational: b
         params.setdefault(key, []).append(value)
     query = qido.parse_search(level, params, fixed, relational)
     try:
-        matches = qido.search(_index(request), query, _base(request))
+        matches, more = qido.search(_index(request), query, _base(request))
     except QRError as exc:
         raise BadRequest(exc.comment) from None
-    headers = {"Warning": '299 dicom-node "fuzzymatching not supported; exact matching used"'} if query.fuzzy_ignored else None
-    return JSONResponse(matches, media_type=DICOM_JSON, headers=headers)
+    warnings = []
+    if query.fuzzy_ignored:
+        warnings.append('299 dicom-node "fuzzymatching not supported; exact matching used"')
+    if more:
+        warnings.append(
+            f'299 dicom-node "The number of results exceeded the maximum supported by the server ({qido.MAX_RESULTS}). '
+            'Additional results can be requested."'
+        )
+    return JSONResponse(matches, media_type=DICOM_JSON, headers={"Warning": ", ".join(warnings)} if warnings else None)
 
 
 _QUERY_DOC = "Query by attribute keyword or tag (PatientID=…, 00100020=…); includefield, limit, offset, fuzzymatching."
