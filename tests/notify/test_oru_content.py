@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from dicom_node import synthetic as syn
-from dicom_node.config import Hl7Destination
+from dicom_node.config import Hl7Destination, load_settings
 from dicom_node.errors import DestinationError
 from dicom_node.jobs.imaging import encode_result
+from dicom_node.jobs.notify import control_id, filler_order
 from dicom_node.notify import mllp
 from dicom_node.notify.hl7 import build_oru
 from dicom_node.notify.report import (
@@ -29,6 +30,7 @@ from dicom_node.notify.report import (
     StudyFacts,
     read_report,
 )
+from dicom_node.store.models import Job
 from pipelines.base import ClassificationOutput, Code, ImagingResult
 
 from .helpers import STUDY
@@ -102,3 +104,20 @@ def test_a_connect_timeout_says_so(monkeypatch):
     monkeypatch.setattr(mllp, "open_hl7_connection", never)
     with pytest.raises(DestinationError, match=r"cannot connect to 127.0.0.1:1: no connection within 0.1 s"):
         mllp.send_message("127.0.0.1", 1, "MSH|^~\\&|A", "C", connect_timeout_s=0.1)
+
+
+def test_msh10_is_unique_per_notification_and_the_filler_order_per_analysis(tmp_path):
+    settings = load_settings(data_dir=tmp_path, destinations={"ris": {"kind": "hl7", "host": "127.0.0.1", "port": 2575}})
+    results = [{"sop_instance_uid": "1.2.3.4", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.34", "path": "x"}]
+    first, second = (Job(id=n, destination="ris", params={"results": results}) for n in (1, 2))
+    assert control_id(settings, first) == control_id(settings, Job(id=1, destination="ris", params={"results": results}))
+    assert control_id(settings, first) != control_id(settings, second)
+    assert len(control_id(settings, first)) <= 20, "MSH-10 is ST(20) in v2.5.1"
+    assert filler_order("1.2.3", "ct-lesion") == filler_order("1.2.3", "ct-lesion") != filler_order("1.2.3", "mr-lesion")
+
+
+def test_the_accession_issuer_goes_beside_the_accession_number():
+    report = ResultReport(StudyFacts(study_uid="1.2.3", accession_number="ACC1", accession_issuer="HOSP_A"), "p",
+                          Algorithm("p", "1"), None, [], [], False)  # fmt: skip
+    obr = hl7.parse(build_oru(report, RIS, "C", "F", NOW)).segment("OBR")
+    assert (str(obr(18)), str(obr(19))) == ("ACC1", "HOSP_A")
