@@ -104,7 +104,7 @@ class MllpPeer:
     def destination(self, **extra: Any) -> dict[str, Any]:
         return {"kind": "hl7", "host": "127.0.0.1", "port": self.port, "sending_application": "AI_NODE",
                 "sending_facility": "RAD", "receiving_application": "RIS", "receiving_facility": "HOSP",
-                "ack_timeout_s": 2, **extra}  # fmt: skip
+                "ack_timeout_s": 10, **extra}  # fmt: skip
 
 
 
