@@ -3,6 +3,8 @@ for the same keys, every search resource, paging and includefield."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import requests
 from pydicom.dataset import Dataset
@@ -154,3 +156,14 @@ def test_a_result_set_over_the_servers_cap_says_more_can_be_asked_for(web_node: 
     asked = parse_search(Level.STUDY, {"limit": ["2"]}, {}, relational=False, max_results=3)
     page, more = search(index, asked, base)
     assert len(page) == 2 and not more
+
+
+def test_a_refused_query_value_is_not_logged(web_node: WebNode, caplog: pytest.LogCaptureFixture) -> None:
+    """A value may be a patient's name or birth date: the 400 and its log line name the key only."""
+    with caplog.at_level(logging.WARNING):  # (urllib3's debug lines are the client's, with the URL)
+        response = requests.get(
+            f"{web_node.url}/dicom-web/studies", params={"PatientBirthDate": "19600101x"}, headers=web_node.auth(), timeout=10
+        )
+    assert response.status_code == 400
+    assert "PatientBirthDate" in caplog.text
+    assert "19600101x" not in caplog.text and "19600101x" not in response.text

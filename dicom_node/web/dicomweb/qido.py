@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from dicom_node.qr.keys import COMPUTED, KEYS
@@ -126,10 +128,11 @@ def parse_search(
         value = values[-1]
         if vr == "UI":  # PS3.18 8.3.4.1: a list of UIDs is comma- or backslash-separated
             value = value.replace(",", "\\")
-        try:
-            identifier.add_new(tag, vr, value)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise BadRequest(f"{name}: {exc}") from None
+        try:  # unvalidated here: the planner refuses what it cannot match, and pydicom's
+            # warning would log the value, which may be a patient's name or birth date
+            identifier.add(DataElement(tag, vr, value, validation_mode=config.IGNORE))
+        except (ValueError, TypeError, OverflowError):  # the value is not echoed: it may be a name
+            raise BadRequest(f"{name}: not a valid {vr} value") from None
     for keyword, uid in fixed.items():
         identifier.add_new(keyword, "UI", uid)
     # RetrieveURL needs the UIDs of the level and those above, whatever the model returns.
