@@ -4,6 +4,7 @@ stored, transcoded on request, metadata, frames and rendered images; refusals.""
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ import requests
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    RLELossless,
+)
 
 from tests.web.conftest import WebNode
 
@@ -172,3 +179,30 @@ def test_without_a_transfer_syntax_explicit_little_endian_is_sent(web_node: WebN
     ds = dcmread(io.BytesIO(body[body.index(b"\r\n\r\n") + 4 :]))
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert ds.PixelData == source.PixelData
+
+
+def test_pixels_that_cannot_be_decoded_are_refused_not_a_500(web_node: WebNode, caplog: pytest.LogCaptureFixture) -> None:
+    """An instance whose compressed pixel data is corrupt passes the C-STORE checks (they do
+    not decode pixels); rendering it or its frames is refused with a reason."""
+    source = dcmread(stored(web_node, web_node.catalogue.instances["s1"][0]))
+    source.SOPInstanceUID = source.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.7003"
+    source.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    source.BitsAllocated = source.BitsStored = 8
+    source.HighBit = 7
+    source.PixelRepresentation = 0
+    source.PixelData = encapsulate([b"\xff\xd8 not really a JPEG \xff\xd9 "])
+    source["PixelData"].VR = "OB"
+    source["PixelData"].is_undefined_length = True
+    buffer = io.BytesIO()
+    source.save_as(buffer, enforce_file_format=True)
+    assert web_node.client("operator").store_instances([dcmread(io.BytesIO(buffer.getvalue()))]).get("FailedSOPSequence") is None
+    base = (
+        f"{web_node.url}/dicom-web/studies/{source.StudyInstanceUID}/series/{source.SeriesInstanceUID}"
+        f"/instances/{source.SOPInstanceUID}"
+    )
+    with caplog.at_level(logging.WARNING):
+        rendered = requests.get(f"{base}/rendered", headers=web_node.auth(), timeout=10)
+        frames = requests.get(f"{base}/frames/1", headers=web_node.auth(), timeout=10)
+    assert rendered.status_code == frames.status_code == 422
+    assert "cannot be decoded" in rendered.json()["detail"] and "cannot be decoded" in frames.json()["detail"]
+    assert "422 GET" in caplog.text

@@ -34,3 +34,10 @@ class PayloadTooLarge(DicomWebError):
 
 class UnsupportedMediaType(DicomWebError):
     status = 415
+
+
+class Undecodable(DicomWebError):
+    """Stored pixel data that no installed decoder can read (a C-STORE does not decode pixels,
+    so corrupt compressed data is only found when a frame or a rendering is asked for)."""
+
+    status = 422

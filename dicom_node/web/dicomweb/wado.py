@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,12 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from dicom_node.qr.model import MODELS, QRError
 from dicom_node.qr.query import InstanceRef, RetrievePlan, plan_retrieve
 from dicom_node.store.index import Index
-from dicom_node.web.dicomweb.errors import BadRequest, NotAcceptable, NotFound
+from dicom_node.web.dicomweb.errors import (
+    BadRequest,
+    NotAcceptable,
+    NotFound,
+    Undecodable,
+)
 from dicom_node.web.dicomweb.multipart import MediaRange, closing, part_header
 
 __all__ = [
@@ -215,14 +220,30 @@ def frames(index: Index, target: Target, numbers: list[int], mark: str) -> Itera
     if missing:
         raise NotFound(f"instance {target.instance} has {count} frame(s); asked for {missing}")
 
+    dtype = _frame_dtype(ds)
+
+    def frame(n: int) -> bytes:
+        pixels = _decoded(target, lambda: pixel_array(ref.path, index=n - 1, raw=True))
+        return np.ascontiguousarray(pixels, dtype=dtype).tobytes()
+
+    first = frame(numbers[0])  # before any byte is sent: corrupt pixel data is a 422, not a broken body
+
     def body() -> Iterator[bytes]:
-        for n in numbers:
+        for i, n in enumerate(numbers):
             yield part_header(mark, f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}")
-            frame = pixel_array(ref.path, index=n - 1, raw=True)
-            yield np.ascontiguousarray(frame, dtype=_frame_dtype(ds)).tobytes()
+            yield first if i == 0 else frame(n)
         yield closing(mark)
 
     return body()
+
+
+def _decoded(target: Target, decode: Callable[[], np.ndarray]) -> np.ndarray:
+    """``decode()``'s pixels; Undecodable when no installed decoder can read them."""
+    try:
+        return decode()
+    except (RuntimeError, ValueError, NotImplementedError) as exc:
+        log.error("pixel data of %s cannot be decoded: %s", target.instance, exc)
+        raise Undecodable(f"the pixel data of instance {target.instance} cannot be decoded") from None
 
 
 def _frame_dtype(ds: Dataset) -> str:
@@ -289,7 +310,7 @@ def rendered(index: Index, target: Target, media: str, window: tuple[float, floa
         raise NotFound(f"instance {target.instance} has no pixel data")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise BadRequest(f"instance {target.instance} has several frames: only single-frame images are rendered")
-    pixels = ds.pixel_array
+    pixels = _decoded(target, lambda: ds.pixel_array)
     if int(ds.get("SamplesPerPixel", 1)) == 1:
         image = Image.fromarray(_window(ds, pixels, window), mode="L")
     else:
