@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 
 from dicom_node.queue.outbox import retry_by_hand
 from dicom_node.service import Conflict, NotFound
@@ -73,9 +74,9 @@ def retry(index: Index, job_id: int) -> None:
 def cancel(index: Index, job_id: int) -> None:
     """Cancel a job no worker has claimed yet; a running or finished one is a Conflict."""
     with index.sessions.begin() as session:
-        done = session.execute(
-            update(Job).where(Job.id == job_id, Job.state.in_(CANCELLABLE)).values(state="cancelled", finished_at=utcnow(), next_attempt_at=None)
-        )
+        statement = update(Job).where(Job.id == job_id, Job.state.in_(CANCELLABLE))
+        statement = statement.values(state="cancelled", finished_at=utcnow(), next_attempt_at=None)
+        done = cast(CursorResult[Any], session.execute(statement))  # an UPDATE's result: it has a rowcount
         if done.rowcount == 1:
             job = session.get(Job, job_id)
             session.add(JobEvent(study_uid=job.study_uid if job else None, job_id=job_id, event="cancelled", detail="by hand"))

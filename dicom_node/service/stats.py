@@ -60,6 +60,8 @@ def history(index: Index, hours: int = 6, bucket_minutes: int = 15, now: dt.date
     done: list[list[float]] = [[] for _ in range(count)]
     dead = [0] * count
     for state, created, finished in rows:
+        if finished is None:  # excluded by the query; says so to the type checker
+            continue
         slot = min(int((finished - first) / width), count - 1)
         if state == "dead":
             dead[slot] += 1

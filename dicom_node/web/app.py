@@ -116,7 +116,7 @@ def create_app(
         return JSONResponse({"detail": reason}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{LOGIN_PATH}?next={quote(back)}", status_code=303)  # a browser: log in first

@@ -35,7 +35,13 @@ DEFAULT_DIST = Path(__file__).resolve().parents[2] / ".viewer" / "dist"
 
 # What the root-built dist says, and what it says under PREFIX.
 _REBASE: dict[str, list[tuple[bytes, bytes]]] = {
-    ".html": [(b'window.PUBLIC_URL="/"', b'window.PUBLIC_URL="/viewer/"'), (b'href="/', b'href="/viewer/'), (b'src="/', b'src="/viewer/')],
+    ".html": [
+        (b'window.PUBLIC_URL="/"', b'window.PUBLIC_URL="/viewer/"'),
+        # the manifest is fetched without cookies unless asked: it would be a 401
+        (b'<link rel="manifest" href="/', b'<link rel="manifest" crossorigin="use-credentials" href="/viewer/'),
+        (b'href="/', b'href="/viewer/'),
+        (b'src="/', b'src="/viewer/'),
+    ],
     ".js": [(b'__webpack_require__.p = "/";', b'__webpack_require__.p = "/viewer/";')],
     ".css": [(b"url(/", b"url(/viewer/")],
 }

@@ -86,7 +86,8 @@ def test_without_the_package_viewer_says_how_to_add_it(tmp_path: Path) -> None:
     index = Index(f"sqlite:///{tmp_path / 'index.db'}")
     Base.metadata.create_all(index.engine)
     client = TestClient(create_app(Settings(data_dir=tmp_path), index, viewer_dist=tmp_path / "absent"))
-    page = client.get("/viewer/", cookies={COOKIE: create_token(index, "v", "viewer")})
+    client.cookies.set(COOKIE, create_token(index, "v", "viewer"))
+    page = client.get("/viewer/")
     assert page.status_code == 404 and "make viewer" in page.text
     assert client.get("/healthz").status_code == 200  # the node works without it
 
