@@ -16,6 +16,7 @@ PipelineClass = type[ImagingPipeline] | type[SidecarPipeline]
 _BUILTIN_MODULES = (
     "pipelines.ct_seg.pipeline",
     "pipelines.mr_seg.pipeline",
+    "pipelines.mr_brain.pipeline",
     "pipelines.xray_cls.pipeline",
     "pipelines.genomics.pipeline",
     "pipelines.drug.pipeline",

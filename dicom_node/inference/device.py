@@ -12,21 +12,28 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["select_device", "autocast"]
+__all__ = ["autocast", "select_device"]
 
 logger = logging.getLogger(__name__)
 
 
 def select_device(requested: str | None = None) -> torch.device:
-    """The requested device (``"cpu"``, ``"cuda"``, ``"cuda:1"``), or CUDA if available, else CPU.
+    """The requested device (``"cpu"``, ``"cuda"``, ``"cuda:1"``), or for ``"auto"``/None CUDA
+    if available, else CPU.
 
-    A request for CUDA on a host without it is a configuration error, not a silent fallback:
-    the operator asked for a GPU and should learn they did not get one.
+    A request for CUDA on a host without it, or for a GPU index the host does not have, is a
+    configuration error, not a silent fallback: the operator asked for a GPU and should learn
+    they did not get one.
     """
-    if requested:
+    if requested and requested != "auto":
         device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} requested but CUDA is not available on this host")
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"device {requested!r} requested but CUDA is not available on this host")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"device {requested!r} requested but this host has {torch.cuda.device_count()} CUDA device(s)"
+                )
         return device
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logger.debug("selected device %s", device)

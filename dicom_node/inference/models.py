@@ -5,10 +5,16 @@ path (``accept(path)``), so an operator swaps models by configuration alone:
 
 * a bundle (``configs/inference.json|yaml`` with ``network_def`` as in the MONAI Model Zoo, and
   ``models/model.pt`` — a state dict — or ``models/model.ts`` — TorchScript);
+* a bundle whose weights live elsewhere — in an installed package, say — named by path in the
+  config (``dicom_node#weights``: one state-dict file or a list of them, an ensemble such as
+  cross-validation folds; ``dicom_node#ensemble_size`` [all] of them are loaded, the first as
+  ``network`` and the others as ``members``), so published weights are used where the package
+  installed them, never copied or downloaded;
 * a TorchScript archive on its own.
 
 The SHA-256 of the weights file identifies the model in the algorithm identification of
-every SEG/SR made with it, so a retrained model is never mistaken for the old one.
+every SEG/SR made with it, so a retrained model is never mistaken for the old one (for an
+ensemble, the SHA-256 of the members' digests in order).
 """
 
 from __future__ import annotations
@@ -29,14 +35,14 @@ from dicom_node.errors import PermanentError
 from dicom_node.inference.device import select_device
 
 __all__ = [
+    "LOADERS",
+    "BundleLoader",
     "LoadedModel",
     "ModelLoadError",
     "ModelLoader",
-    "BundleLoader",
     "TorchScriptLoader",
-    "LOADERS",
-    "load_model",
     "clear_cache",
+    "load_model",
     "sha256_file",
 ]
 
@@ -61,6 +67,12 @@ class LoadedModel:
     path: Path  # the bundle folder or the TorchScript file
     device: torch.device
     parser: ConfigParser | None  # the bundle's parsed configuration; None for a bare TorchScript file
+    members: tuple[torch.nn.Module, ...] = ()  # further ensemble members (folds), same architecture
+
+    @property
+    def ensemble(self) -> tuple[torch.nn.Module, ...]:
+        """Every network of the model: ``network`` first, then the other members."""
+        return (self.network, *self.members)
 
     @property
     def torchscript(self) -> bool:
@@ -81,36 +93,49 @@ class ModelLoader(Protocol):
 
 class BundleLoader:
     """A MONAI bundle folder; ``model.pt`` with ``network_def`` is preferred over ``model.ts``
-    because a plain module supports hooks (Grad-CAM) that TorchScript does not."""
+    because a plain module supports hooks (Grad-CAM) that TorchScript does not. Weights in the
+    bundle's ``models/`` take precedence over ``dicom_node#weights``, so exporting a bundle to
+    TorchScript is dropping a ``model.ts`` beside a copy of its configs."""
 
     def accept(self, path: Path) -> bool:
-        return path.is_dir() and _config_file(path) is not None and _weights_file(path) is not None
+        config = _config_file(path) if path.is_dir() else None
+        return config is not None and (_weights_file(path) is not None or _names_weights(config))
 
     def load(self, path: Path, device: torch.device) -> LoadedModel:
-        config, weights = _config_file(path), _weights_file(path)
-        if config is None or weights is None:
-            raise ModelLoadError(f"{path} lacks configs/inference.json or models/model.pt|.ts")
+        config = _config_file(path)
+        if config is None:
+            raise ModelLoadError(f"{path} lacks configs/inference.json")
         parser = ConfigParser()
         parser.read_config(str(config))
         parser["bundle_root"] = str(path)
         parser["device"] = str(device)
+        if "imports" in parser:  # the bundle's own "$import …" lines, before anything that uses them
+            parser.get_parsed_content("imports")
         metadata = _read_metadata(path / "configs" / "metadata.json")
-        if weights.suffix == ".ts":
-            network = torch.jit.load(str(weights), map_location=device)
+        local = _weights_file(path)
+        files = [local] if local is not None else _configured_weights(parser, config)
+        if files[0].suffix == ".ts":
+            networks = [torch.jit.load(str(files[0]), map_location=device)]
         else:
             if "network_def" not in parser:
-                raise ModelLoadError(f"{config} defines no network_def for {weights.name}")
-            network = parser.get_parsed_content("network_def", instantiate=True)
-            state = torch.load(weights, map_location=device, weights_only=True)
-            network.load_state_dict(state)
+                raise ModelLoadError(f"{config} defines no network_def for {files[0].name}")
+            networks = []
+            for file in files:
+                network = parser.get_parsed_content("network_def", instantiate=True, lazy=False)
+                network.load_state_dict(torch.load(file, map_location=device, weights_only=True))
+                networks.append(network)
+        digests = [sha256_file(file) for file in files]
+        checksum = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        ready = [network.to(device).eval() for network in networks]
         return LoadedModel(
-            network=network.to(device).eval(),
+            network=ready[0],
             name=str(metadata.get("name", path.name)),
             version=str(metadata.get("version", "")),
-            checksum=sha256_file(weights),
+            checksum=checksum,
             path=path,
             device=device,
             parser=parser,
+            members=tuple(ready[1:]),
         )
 
 
@@ -182,6 +207,33 @@ def _config_file(bundle: Path) -> Path | None:
 
 def _weights_file(bundle: Path) -> Path | None:
     return next((bundle / "models" / n for n in ("model.pt", "model.ts") if (bundle / "models" / n).is_file()), None)
+
+
+def _names_weights(config: Path) -> bool:
+    """Whether the config names weights outside the bundle (``dicom_node#weights``)."""
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    return "dicom_node#weights" in parser
+
+
+def _configured_weights(parser: ConfigParser, config: Path) -> list[Path]:
+    """The state-dict files ``dicom_node#weights`` names, cut to ``dicom_node#ensemble_size``."""
+    if "dicom_node#weights" not in parser:
+        raise ModelLoadError(f"{config.parent.parent} has no models/model.pt|.ts and {config} names no dicom_node#weights")
+    try:
+        named = parser.get_parsed_content("dicom_node#weights")
+    except (ImportError, ModuleNotFoundError) as exc:  # weights from a package that is not installed
+        raise ModelLoadError(f"{config}: the weights' package is not installed ({exc})") from exc
+    files = [Path(str(p)) for p in (named if isinstance(named, (list, tuple)) else [named])]
+    size = parser.get_parsed_content("dicom_node#ensemble_size") if "dicom_node#ensemble_size" in parser else None
+    if size is not None:
+        if not 1 <= int(size) <= len(files):
+            raise ModelLoadError(f"{config}: ensemble_size {size} is not between 1 and {len(files)} (the weights named)")
+        files = files[: int(size)]
+    missing = [str(p) for p in files if not p.is_file()]
+    if not files or missing:
+        raise ModelLoadError(f"{config}: weights file(s) not found: {', '.join(missing) or 'none named'}")
+    return files
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -139,3 +139,68 @@ def test_device_choice() -> None:
         assert select_device(None) == torch.device("cpu")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def write_bundle_naming_weights(folder: Path, weights: list[Path], ensemble_size: int | None = None) -> Path:
+    """A bundle without models/: its config names state dicts elsewhere (as a package installs them)."""
+    (folder / "configs").mkdir(parents=True)
+    settings: dict[str, object] = {"weights": [str(p) for p in weights]}
+    if ensemble_size is not None:
+        settings["ensemble_size"] = ensemble_size
+    config = {"imports": ["$from pathlib import Path"], "network_def": NETWORK_DEF, "dicom_node": settings}
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    return folder
+
+
+def _fold(seed: int, folder: Path) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(seed)
+    network = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
+                   num_res_units=1, norm="batch").eval()
+    path = folder / f"fold{seed}.pt"
+    torch.save(network.state_dict(), path)
+    return network, path
+
+
+def test_weights_named_by_path_load_as_an_ensemble(tmp_path: Path) -> None:
+    folds = [_fold(seed, tmp_path) for seed in range(3)]
+    bundle = write_bundle_naming_weights(tmp_path / "b", [path for _, path in folds])
+    model = load_model(bundle, "cpu")
+    x = torch.rand(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        for loaded, (original, _) in zip(model.ensemble, folds, strict=True):
+            torch.testing.assert_close(loaded(x), original(x))
+    digests = "".join(hashlib.sha256(path.read_bytes()).hexdigest() for _, path in folds)
+    assert model.checksum == hashlib.sha256(digests.encode()).hexdigest()
+
+
+def test_ensemble_size_loads_the_first_members_only(tmp_path: Path) -> None:
+    folds = [_fold(seed, tmp_path) for seed in range(3)]
+    model = load_model(write_bundle_naming_weights(tmp_path / "b", [p for _, p in folds], ensemble_size=1), "cpu")
+    assert len(model.ensemble) == 1 and model.members == ()
+    assert model.checksum == hashlib.sha256(folds[0][1].read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 4])
+def test_ensemble_size_beyond_the_weights_is_a_load_error(tmp_path: Path, size: int) -> None:
+    folds = [_fold(seed, tmp_path) for seed in range(3)]
+    with pytest.raises(ModelLoadError, match="ensemble_size"):
+        load_model(write_bundle_naming_weights(tmp_path / "b", [p for _, p in folds], ensemble_size=size), "cpu")
+
+
+def test_missing_named_weights_are_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(write_bundle_naming_weights(tmp_path / "b", [tmp_path / "absent.pt"]), "cpu")
+
+
+def test_auto_device_is_cuda_when_present_else_cpu() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device("auto").type == expected == select_device(None).type
+
+
+def test_a_gpu_index_the_host_lacks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda mocked: this host has no GPU, and the index check only runs where CUDA is."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert select_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(RuntimeError, match="2 CUDA device"):
+        select_device("cuda:2")

@@ -11,7 +11,7 @@ from pipelines.base import ImagingPipeline, SidecarPipeline
 def test_builtin_pipelines_are_registered_with_their_queues():
     found = registry.all_pipelines()
     assert {n: c.kind for n, c in found.items()} == {
-        "ct_seg": "imaging", "mr_seg": "imaging", "xray_cls": "imaging",
+        "ct_seg": "imaging", "mr_seg": "imaging", "mr_brain": "imaging", "xray_cls": "imaging",
         "genomics": "sidecar", "drug": "sidecar", "prediction": "sidecar",
     }  # fmt: skip
     assert {c.queue for c in found.values() if issubclass(c, ImagingPipeline)} == {"gpu"}
