@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from fastapi.testclient import TestClient
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -92,27 +92,41 @@ def test_without_the_package_viewer_says_how_to_add_it(tmp_path: Path) -> None:
     assert client.get("/healthz").status_code == 200  # the node works without it
 
 
-def _ct_with_ct_seg_result(node: Node) -> tuple[str, str]:
+@pytest.fixture(scope="module")
+def ct_seg_study(node: tuple[Node, str]) -> tuple[str, str, str]:
     """A synthetic CT with a lesion, run through the real ct_seg pipeline job (demo model),
-    whose SEG and SR the node stores as its own; returns the study UID and the SEG's first
-    segment label."""
+    whose SEG and SR the node stores as its own: the study UID, the SEG's first segment label
+    and the SR's first tracking identifier."""
+    n = node[0]
     study = StudySpec(description="VIEWER CT")
     series = ct_series(study)
-    store = FileStore(node.settings.store_dir)
+    store = FileStore(n.settings.store_dir)
     for ds in series:
-        store_dataset(store, node.index, ds, made_by_node=False)
-    with node.index.sessions.begin() as session:
+        store_dataset(store, n.index, ds, made_by_node=False)
+    with n.index.sessions.begin() as session:
         (job,) = add_jobs(session, [NewJob("pipeline", "gpu", study.study_uid, str(series[0].SeriesInstanceUID), pipeline="ct_seg")], 1)
         session.flush()
         job_id = job.id
-    with node.index.sessions() as session:
+    with n.index.sessions() as session:
         row = session.get(Job, job_id)
     assert row is not None
-    run_pipeline_job(node.settings, node.index, row)
-    with node.index.sessions() as session:
-        seg_path = session.scalar(select(Instance.path).join(Series).where(Instance.made_by_node, Series.modality == "SEG"))
-    assert seg_path is not None, "ct_seg stored no SEG"
-    return study.study_uid, str(dcmread(seg_path, stop_before_pixels=True).SegmentSequence[0].SegmentLabel)
+    run_pipeline_job(n.settings, n.index, row)
+    with n.index.sessions() as session:
+        made = dict(session.execute(select(Series.modality, Instance.path).join(Series).where(Instance.made_by_node)).tuples().all())
+    assert {"SEG", "SR"} <= set(made), f"ct_seg stored {sorted(made)}"
+    label = dcmread(made["SEG"], stop_before_pixels=True).SegmentSequence[0].SegmentLabel
+    return study.study_uid, str(label), _tracking_identifier(dcmread(made["SR"]))
+
+
+def _tracking_identifier(sr: Dataset) -> str:
+    """The first Tracking Identifier (DCM 112039) of the SR's content tree."""
+    pending = list(sr.ContentSequence)
+    while pending:
+        item = pending.pop(0)
+        if item.ConceptNameCodeSequence[0].CodeValue == "112039":
+            return str(item.TextValue)
+        pending.extend(item.get("ContentSequence", []))
+    raise AssertionError("the SR has no Tracking Identifier")
 
 
 def _text(driver: WebDriver, text: str) -> list:  # type: ignore[type-arg]
@@ -126,17 +140,25 @@ def _click(driver: WebDriver, element: object, double: bool = False) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_ohif_shows_the_ct_seg_segmentation(node: tuple[Node, str], tmp_path: Path) -> None:
+def _open_study(driver: WebDriver, node: tuple[Node, str], study_uid: str, series: str) -> object:
+    """Log in to OHIF on the study, put its notices away; the study browser's entry of ``series``."""
     n, token = node
     assert n.web is not None
-    study_uid, label = _ct_with_ct_seg_result(n)
+    log_in(driver, f"http://127.0.0.1:{n.web.port}", token, f"/viewer/viewer?StudyInstanceUIDs={study_uid}")
+    entry = wait_for(lambda: _text(driver, series), f"OHIF did not list the series {series!r} of the study", timeout=45)
+    for notice in ("Skip all", "Confirm and hide"):  # a fresh browser's tour, then the investigational-use notice
+        _click(driver, wait_for(lambda n=notice: _text(driver, n), f"OHIF did not show {notice!r}", timeout=20)[-1])
+        wait_for(lambda n=notice: not _text(driver, n), f"OHIF kept {notice!r}", timeout=10)
+    return entry[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_ohif_shows_the_ct_seg_segmentation(node: tuple[Node, str], ct_seg_study: tuple[str, str, str], tmp_path: Path) -> None:
+    study_uid, label, _ = ct_seg_study
     with chromium() as driver:
-        log_in(driver, f"http://127.0.0.1:{n.web.port}", token, f"/viewer/viewer?StudyInstanceUIDs={study_uid}")
-        seg = wait_for(lambda: _text(driver, "AI segmentation ct_seg"), "OHIF did not list the SEG series of the study", timeout=45)
-        for notice in ("Skip all", "Confirm and hide"):  # a fresh browser's tour, then the investigational-use notice
-            _click(driver, wait_for(lambda n=notice: _text(driver, n), f"OHIF did not show {notice!r}", timeout=20)[-1])
-            wait_for(lambda n=notice: not _text(driver, n), f"OHIF kept {notice!r}", timeout=10)
-        _click(driver, seg[-1], double=True)  # into the viewport, over its source CT
+        seg = _open_study(driver, node, study_uid, "AI segmentation ct_seg")
+        _click(driver, seg, double=True)  # into the viewport, over its source CT
         shot = tmp_path / "ohif-ct-seg.png"
         try:
             answer = wait_for(lambda: _text(driver, "Yes"), "OHIF did not offer to open the SEG", timeout=40)
@@ -148,3 +170,24 @@ def test_ohif_shows_the_ct_seg_segmentation(node: tuple[Node, str], tmp_path: Pa
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "SEG" in e["message"]]
     shutil.copyfile(shot, SCREENSHOT_COPY)
     assert not severe, severe
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,  # OHIF lists no measurement; anything else is a broken test
+    reason="encoders/sr.py: ct_seg's TID 1500 measurement groups (TID 1411, volumetric, referencing the SEG segment) "
+    "carry no SCOORD/SCOORD3D; OHIF 3.13.2 (cornerstone-dicom-sr _checkIfCanAddMeasurementsToDisplaySet) reads "
+    "measurement.coords[0].ReferencedSOPSequence and throws a TypeError, so the SR viewport shows 'Something went wrong'",
+)
+def test_ohif_shows_the_ct_seg_sr_measurements(node: tuple[Node, str], ct_seg_study: tuple[str, str, str], tmp_path: Path) -> None:
+    study_uid, _, tracking = ct_seg_study
+    with chromium() as driver:
+        sr = _open_study(driver, node, study_uid, "AI report ct_seg")
+        _click(driver, sr, double=True)
+        try:
+            _click(driver, wait_for(lambda: driver.find_elements(By.XPATH, "//*[@data-cy='trackedMeasurements-btn']"), "no measurements panel")[0])
+            wait_for(lambda: driver.find_elements(By.XPATH, f"//*[contains(text(), '{tracking}')]"), f"OHIF lists no measurement {tracking!r}", timeout=30)
+        finally:
+            driver.save_screenshot(str(tmp_path / "ohif-ct-seg-sr.png"))
