@@ -19,10 +19,16 @@ DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"  # Debian p
 
 
 class Orthanc:
-    """Orthanc with its storage in ``folder`` and ``modalities`` ({name: (aet, port)}) known."""
+    """Orthanc with its storage in ``folder`` and ``modalities`` ({name: (aet, port)}) known.
+
+    ``lua`` is a Lua script Orthanc runs (its ``LuaScripts``), e.g. an ``OnStableStudy`` hook
+    that auto-routes each study; ``stable_age_s`` is how long a study must stay unchanged
+    before Orthanc calls it stable (Orthanc's default is 60 s).
+    """
 
     def __init__(
-        self, folder: Path, modalities: dict[str, tuple[str, int]], ae_title: str = "ORTHANC", dicomweb: bool = False
+        self, folder: Path, modalities: dict[str, tuple[str, int]], ae_title: str = "ORTHANC", dicomweb: bool = False,
+        lua: str | None = None, stable_age_s: int | None = None,
     ) -> None:
         for path in (ORTHANC, DICOMWEB_PLUGIN):
             if not Path(path).exists():
@@ -48,6 +54,12 @@ class Orthanc:
             "HttpServerEnabled": True,
             "ConcurrentJobs": 2,
         }
+        if lua is not None:
+            script = folder / "script.lua"
+            script.write_text(lua)
+            config["LuaScripts"] = [str(script)]
+        if stable_age_s is not None:
+            config["StableAge"] = stable_age_s
         path = folder / "orthanc.json"
         path.write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("w")

@@ -2,24 +2,35 @@
 
 For each unrouted completion event it reads the first instance header of every series that
 changed since it was last routed, evaluates the rules, persists the resulting jobs (outbox)
-and marks the event routed. Series made by the node itself (SEG/SR results) are never routed.
+and marks the event routed. Series made by the node itself (SEG/SR results) are never routed,
+whether stored by its workers or sent back by a PACS (:mod:`.provenance`), and an imaging
+pipeline never runs twice on the same input (:mod:`.processed`).
+
+One bad series or event never stops routing (issue 12 item 1): a series whose first instance
+cannot be read is quarantined — left unrouted, with the reason on its study's timeline and a
+WARNING — while the rest of its study is routed; an event whose planning fails (a rule naming a
+pipeline that is not installed…) is consumed with the reason on the timeline, nothing of it
+routed. Either way the study is routed again when it completes again: new instances arrive, or
+``dicom-node complete STUDY``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from dicom_node.config import PipelineSettings, Settings
-from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.orders.record import order_attributes
-from dicom_node.routing.rules import PRIORITY, Rule, series_attributes
+from dicom_node.queue.outbox import NewJob, add_jobs
+from dicom_node.routing import processed
+from dicom_node.routing.provenance import identifies_node, recorded_as_node_made
+from dicom_node.routing.rules import PRIORITY, Rule, UnreadableSeries, read_series_attributes
 from dicom_node.store.index import Index
 from dicom_node.store.models import CompletionEvent, Instance, JobEvent, Series, Study, utcnow
 from dicom_node.ticker import Ticker
@@ -99,6 +110,23 @@ def _default_queue(pipeline: str) -> str:
     return get(pipeline).queue
 
 
+def _default_version(pipeline: str) -> str:
+    from pipelines.registry import get
+
+    return get(pipeline).version
+
+
+def _again(study_uid: str) -> str:
+    return f"routed again when the study completes again (new instances, or `dicom-node complete {study_uid}`)"
+
+
+def _readable(exc: BaseException, limit: int = 500) -> str:
+    """An exception's text for the timeline: a damaged file's bytes quoted in it are escaped
+    (PostgreSQL refuses NUL in text) and a long one is cut."""
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(exc))
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 class Router(Ticker):
     """Consumes completion events (a thread in the node process). Its tick also catches events
     written by another process (``dicom-node complete``)."""
@@ -109,11 +137,13 @@ class Router(Ticker):
         index: Index,
         on_jobs: Callable[[], None] = lambda: None,
         queue_of: Callable[[str], str] = _default_queue,
+        version_of: Callable[[str], str] = _default_version,
     ) -> None:
         self.settings = settings
         self.index = index
         self.on_jobs = on_jobs
         self.queue_of = queue_of
+        self.version_of = version_of
         super().__init__("router")
 
     def tick(self) -> None:
@@ -126,51 +156,106 @@ class Router(Ticker):
         """Route every unrouted completion event; returns the number of jobs created."""
         with self.index.sessions() as session:
             event_ids = list(session.scalars(select(CompletionEvent.id).where(CompletionEvent.routed_at.is_(None)).order_by(CompletionEvent.id)))
-        created = 0
-        for event_id in event_ids:
-            with self.index.sessions.begin() as session:
-                created += self._route(session, event_id)
+        created = sum(self._route_one(event_id) for event_id in event_ids)
         if created:
             self.on_jobs()
         return created
+
+    def _route_one(self, event_id: int) -> int:
+        """Route one event in a transaction of its own; a failure to plan it is recorded and
+        consumes the event, so that the events after it are routed."""
+        try:
+            with self.index.sessions.begin() as session:
+                return self._route(session, event_id)
+        except OperationalError:
+            raise  # the database is away or locked: this round ends, the next one tries again
+        except Exception as exc:  # noqa: BLE001 - a bulkhead: whatever one event raises, the others are routed
+            self._fail(event_id, exc)
+            return 0
+
+    def _fail(self, event_id: int, exc: Exception) -> None:
+        with self.index.sessions.begin() as session:
+            event = session.get(CompletionEvent, event_id)
+            if event is None:
+                return
+            event.routed_at = utcnow()
+            detail = f"{type(exc).__name__}: {_readable(exc)}; nothing of the study was routed; {_again(event.study_uid)}"
+            session.add(JobEvent(study_uid=event.study_uid, event="route failed", detail=detail))
+        # the exception's text stays on the timeline: it may quote a value of the study
+        log.warning("study %s not routed: %s (see its timeline)", event.study_uid, type(exc).__name__, extra={"study_uid": event.study_uid})
+        log.debug("routing study %s failed", event.study_uid, exc_info=exc)
 
     def _route(self, session: Session, event_id: int) -> int:
         event = session.get(CompletionEvent, event_id)
         if event is None or event.routed_at is not None:
             return 0
         study = session.scalar(select(Study).where(Study.study_uid == event.study_uid))
-        attrs: dict[str, dict[str, object]] = {}
         now = utcnow()
-        if study is not None:
-            changed = session.scalars(
-                select(Series)
-                .where(Series.study_pk == study.id)
-                .where((Series.routed_at.is_(None)) | (Series.routed_at < Series.last_received_at))
-            ).all()
-            for series in changed:
-                first = session.scalar(
-                    select(Instance.path).where(Instance.series_pk == series.id).order_by(Instance.instance_number, Instance.id).limit(1)
-                )
-                series.routed_at = now
-                if first is None:
-                    continue
-                try:
-                    header = dcmread(first, stop_before_pixels=True)
-                except (OSError, InvalidDicomError) as exc:  # a file gone or damaged since it was stored
-                    log.error("series %s not routed: cannot read %s: %s", series.series_uid, first, exc)
-                    session.add(JobEvent(study_uid=event.study_uid, event="route error", detail=f"series {series.series_uid}: {exc}"))
-                    continue
-                attrs[series.series_uid] = series_attributes(header, series.calling_ae)
-                attrs[series.series_uid].update(order_attributes(session, str(header.get("AccessionNumber", "")), event.study_uid))
+        attrs = self._series_attributes(session, event.study_uid, study, now) if study is not None else {}
         plan = plan_jobs(self.settings, event.study_uid, attrs, self.queue_of)
         if any(a.get("order.priority") == "stat" for a in attrs.values()):  # the RIS's STAT order goes first
             plan.jobs = [replace(job, priority=PRIORITY["stat"]) for job in plan.jobs]
+        admission = processed.admit(session, plan.jobs, self.version_of)
+        for key, earlier in admission.skipped:
+            detail = (f"{key.pipeline} {key.version} on series {key.series_uid}: its {key.instances} instances went to "
+                      f"job {earlier.id} ({earlier.state}); `dicom-node jobs retry {earlier.id}` runs it again")  # fmt: skip
+            session.add(JobEvent(study_uid=event.study_uid, event="already processed", detail=detail))
         matched = sorted({name for names in plan.matches.values() for name in names})
-        detail = f"rules: {', '.join(matched) or 'none'}; {len(plan.jobs)} job(s)"
+        detail = f"rules: {', '.join(matched) or 'none'}; {len(admission.jobs)} job(s)"
         if plan.discarded:
             detail += f"; {len(plan.discarded)} series discarded"
+        if admission.skipped:
+            detail += f"; {len(admission.skipped)} already processed"
         session.add(JobEvent(study_uid=event.study_uid, event="routed", detail=detail))
-        add_jobs(session, plan.jobs, self.settings.queue.max_attempts)
+        processed.record(session, admission, add_jobs(session, admission.jobs, self.settings.queue.max_attempts))
         event.routed_at = now
         log.info("routed study %s: %s", event.study_uid, detail)
-        return len(plan.jobs)
+        return len(admission.jobs)
+
+    def _series_attributes(self, session: Session, study_uid: str, study: Study, now: dt.datetime) -> dict[str, dict[str, object]]:
+        """The rules' attributes of each series of ``study`` changed since it was routed, marking
+        them routed; the node's own results are left out, unreadable series quarantined."""
+        attrs: dict[str, dict[str, object]] = {}
+        changed = session.scalars(
+            select(Series)
+            .where(Series.study_pk == study.id)
+            .where((Series.routed_at.is_(None)) | (Series.routed_at < Series.last_received_at))
+            .order_by(Series.id)
+        ).all()
+        for series in changed:
+            first = session.scalar(
+                select(Instance.path).where(Instance.series_pk == series.id).order_by(Instance.instance_number, Instance.id).limit(1)
+            )
+            if first is None:
+                series.routed_at = now
+                continue
+            if recorded_as_node_made(session, series.id):  # known without reading the file
+                self._own_result(session, study_uid, series, now)
+                continue
+            try:
+                found, header = read_series_attributes(first, series.calling_ae)
+            except UnreadableSeries as exc:
+                self._quarantine(session, study_uid, series, exc)
+                continue
+            if identifies_node(header):
+                self._own_result(session, study_uid, series, now)
+                continue
+            series.routed_at = now
+            found.update(order_attributes(session, str(found.get("AccessionNumber", "")), study_uid))
+            attrs[series.series_uid] = found
+        return attrs
+
+    def _own_result(self, session: Session, study_uid: str, series: Series, now: dt.datetime) -> None:
+        series.routed_at = now
+        detail = f"series {series.series_uid} ({series.modality}) was made by the node: not routed"
+        session.add(JobEvent(study_uid=study_uid, event="own result", detail=detail))
+
+    def _quarantine(self, session: Session, study_uid: str, series: Series, exc: UnreadableSeries) -> None:
+        """Leave ``series`` unrouted, saying why: on the study's timeline in full, in the log
+        without the exception's text (it may quote a value)."""
+        detail = f"series {series.series_uid} not routed: {_readable(exc)}; {_again(study_uid)}"
+        session.add(JobEvent(study_uid=study_uid, event="quarantined", detail=detail))
+        log.warning(
+            "study %s: series %s quarantined, not routed: %s", study_uid, series.series_uid, exc.summary,
+            extra={"study_uid": study_uid, "series_uid": series.series_uid},
+        )  # fmt: skip

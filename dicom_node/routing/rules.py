@@ -21,18 +21,27 @@ the RIS sent an order for the study, ``order.priority`` (stat, asap, routine),
 ``order.procedure_code``, ``order.procedure``, ``order.accession_number`` and ``order.placer_order``. Rules are
 evaluated in file order and every matching rule applies; a matching ``discard: true`` rule
 drops the series from all later rules. Nothing is ever ``eval``'d: operators are a closed set.
+
+A first instance whose elements pydicom cannot read to values raises :class:`UnreadableSeries`
+naming the element, which the router turns into a quarantined series (issue 12).
 """
 
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydicom import dcmread
 from pydicom.datadict import keyword_dict
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
-__all__ = ["Condition", "FetchPriors", "Rule", "series_attributes", "PRIORITY"]
+__all__ = ["Condition", "FetchPriors", "Rule", "UnreadableSeries", "read_series_attributes", "series_attributes", "PRIORITY"]
 
 PRIORITY = {"stat": 0, "routine": 5}
 _OPERATORS = {"equals", "in", "regex", "contains", "exists", "gt", "lt"}
@@ -70,6 +79,12 @@ class Condition(BaseModel):
                 unknown = set(expected) - _OPERATORS
                 if unknown:
                     raise ValueError(f"{key}: unknown operator(s) {sorted(unknown)}; use {sorted(_OPERATORS)}")
+                for op in ("gt", "lt"):
+                    if op in expected:
+                        try:
+                            float(expected[op])
+                        except (TypeError, ValueError):
+                            raise ValueError(f"{key}: {op} needs a number, got {expected[op]!r}") from None
                 if "regex" in expected:
                     try:
                         re.compile(str(expected["regex"]))
@@ -172,11 +187,53 @@ class Rule(BaseModel):
         return PRIORITY[self.priority]
 
 
-def series_attributes(header: Any, calling_ae: str) -> dict[str, Any]:
-    """Attributes a rule may test, from a series' first instance (a pydicom Dataset)."""
+class UnreadableSeries(ValueError):
+    """A series' first instance cannot be read to the attributes the rules test: ``where`` (the
+    file, or one element) and the ``cause`` pydicom or the OS raised."""
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        super().__init__(f"{where} cannot be read: {type(cause).__name__}: {cause}")
+        self.where = where
+        self.cause = cause
+
+    @property
+    def summary(self) -> str:
+        """The reason without the cause's text, which may quote a value of the instance (PHI)."""
+        return f"{self.where} cannot be read ({type(self.cause).__name__})"
+
+
+# What pydicom raises reading a damaged file or converting a damaged raw element to a value (an
+# unknown VR, a value of the wrong length, a bad encoding…): what the receive side's check
+# (dicom_node.store.header) catches for the same reason.
+_UNDECODABLE = (NotImplementedError, ValueError, TypeError, KeyError, AttributeError, IndexError, EOFError, struct.error, zlib.error, RecursionError)
+_NOT_TESTED_VRS = ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN")
+
+
+def series_attributes(header: Dataset, calling_ae: str) -> dict[str, Any]:
+    """Attributes a rule may test, from a series' first instance; raises :class:`UnreadableSeries`
+    naming the first element pydicom cannot convert. Sequence items are converted too, so that
+    whatever reads this header afterwards (the provenance check) cannot fail on it."""
     attrs: dict[str, Any] = {"calling_ae": calling_ae}
-    for elem in header:
-        if elem.keyword and elem.VR not in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-            value = elem.value
-            attrs[elem.keyword] = list(value) if elem.VM > 1 else value
+    for tag in list(header.keys()):
+        try:
+            elem = header[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    for _ in item.iterall():  # iterating converts each element
+                        pass
+            elif elem.keyword and elem.VR not in _NOT_TESTED_VRS:
+                value = elem.value
+                attrs[elem.keyword] = list(value) if elem.VM > 1 else value
+        except _UNDECODABLE as exc:
+            raise UnreadableSeries(f"element {tag}", exc) from exc
     return attrs
+
+
+def read_series_attributes(path: str | Path, calling_ae: str) -> tuple[dict[str, Any], Dataset]:
+    """:func:`series_attributes` of the file at ``path`` (without its pixel data), and its header;
+    raises :class:`UnreadableSeries` when the file is gone or is not DICOM pydicom can read."""
+    try:
+        header = dcmread(path, stop_before_pixels=True)
+    except (OSError, InvalidDicomError, *_UNDECODABLE) as exc:
+        raise UnreadableSeries("its first instance", exc) from exc
+    return series_attributes(header, calling_ae), header

@@ -199,8 +199,9 @@ class Index:
             return {p: uid for p, uid in session.execute(select(Instance.path, Instance.sop_instance_uid))}
 
 
-def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> dict[str, int]:
-    """INSERT … ON CONFLICT (key) DO UPDATE for ``rows``; returns key → primary key.
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str, sticky: tuple[str, ...] = ()) -> dict[str, int]:
+    """INSERT … ON CONFLICT (key) DO UPDATE for ``rows``; returns key → primary key. A ``sticky``
+    (boolean) column that is true stays true.
 
     One statement executed with the rows as parameter sets (SQLAlchemy's "insertmanyvalues"):
     its SQL is the same whatever the batch size, so it is compiled once per column set, where a
@@ -212,9 +213,8 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
     if not rows:
         return {}
     insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
-    stmt = insert.on_conflict_do_update(
-        index_elements=[key], set_={c: insert.excluded[c] for c in rows[0] if c != key}
-    ).returning(table.c[key], table.c.id)
+    values = {c: table.c[c] | insert.excluded[c] if c in sticky else insert.excluded[c] for c in rows[0] if c != key}
+    stmt = insert.on_conflict_do_update(index_elements=[key], set_=values).returning(table.c[key], table.c.id)
     return {k: pk for k, pk in conn.execute(stmt, rows)}
 
 
@@ -246,7 +246,9 @@ class _BatchWriter:
             }  # fmt: skip
             for uid, r in _last(records, lambda r: r.sop_instance_uid).items()
         ]
-        _upsert(self.conn, Instance.__table__, rows, "sop_instance_uid")
+        # who made an instance does not change when it comes back: a PACS echoing the node's SEG/SR
+        # must leave it the node's own (dicom_node.routing.provenance)
+        _upsert(self.conn, Instance.__table__, rows, "sop_instance_uid", sticky=("made_by_node",))
 
     def _studies(self, records: Sequence[InstanceRecord], patient_pk: dict[str, int]) -> dict[str, int]:
         by_study: dict[str, list[InstanceRecord]] = {}

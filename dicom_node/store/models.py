@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ApiToken", "Order", "utcnow"]
+__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ProcessedInput", "ApiToken", "Order", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -153,6 +153,24 @@ class JobEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     duration_s: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class ProcessedInput(Base):
+    """What an imaging pipeline job was given: a series' content (a digest of its SOP Instance
+    UIDs) for one pipeline version. The router makes no new job for a key whose job is in hand
+    or succeeded (:mod:`dicom_node.routing.processed`), so a study sent again runs nothing twice."""
+
+    __tablename__ = "processed_input"
+    __table_args__ = (Index("ix_processed_input_key", "series_uid", "pipeline", "version", "content_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    content_digest: Mapped[str] = mapped_column(String(64))  # SHA-256 hex
+    instances: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id"), index=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ApiToken(Base):

@@ -96,7 +96,7 @@ def route_study(settings: Settings, index: Index, ct_source: list[Dataset]) -> i
         store_dataset(store, index, ds, made_by_node=False)
     with index.sessions.begin() as session:
         session.add(CompletionEvent(study_uid=STUDY.study_uid))
-    assert Router(settings, index, queue_of=lambda name: "gpu").route_pending() == 1
+    assert Router(settings, index, queue_of=lambda name: "gpu", version_of=lambda name: "1.0").route_pending() == 1
     with index.sessions() as session:
         return session.scalars(select(Job.id).where(Job.kind == "pipeline")).one()
 

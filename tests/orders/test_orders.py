@@ -131,7 +131,7 @@ def test_rules_see_the_order_and_a_stat_order_routes_first(tmp_path, index, list
     study_uid = store_study(tmp_path, index, "ACC9")
     with index.sessions.begin() as session:
         session.add(CompletionEvent(study_uid=study_uid))
-    assert Router(settings, index, queue_of=lambda name: "gpu").route_pending() == 1
+    assert Router(settings, index, queue_of=lambda name: "gpu", version_of=lambda name: "1.0").route_pending() == 1
     with index.sessions() as session:
         [job] = session.scalars(select(Job)).all()
     assert (job.rule, job.priority) == ("chest", 0), "routine rule, STAT order"

@@ -49,6 +49,7 @@ def test_condition_matching(condition, expected):
         ({"name": "a", "match": {"Modalty": "CT"}, "pipeline": "ct_seg"}, "'Modalty' is not a DICOM keyword"),
         ({"name": "a", "match": {"Modality": {"like": "C%"}}, "pipeline": "ct_seg"}, "unknown operator(s) ['like']"),
         ({"name": "a", "match": {"Modality": {"regex": "("}}, "pipeline": "ct_seg"}, "invalid regex"),
+        ({"name": "a", "match": {"SliceThickness": {"lt": "thin"}}, "pipeline": "ct_seg"}, "lt needs a number, got 'thin'"),
         ({"name": "a", "match": {"Modality": "CT"}}, "a rule needs an action"),
         ({"name": "a", "match": {"Modality": "CT"}, "discard": True, "pipeline": "x"}, "discard cannot be combined"),
         ({"name": "a", "match": {"Modality": "CT"}, "pipeline": "p", "priority": "urgent"}, "priority"),
