@@ -5,19 +5,23 @@ request generated from the OpenAPI schema."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
 
+from dicom_node.cli import app as cli
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.queue.outbox import NewJob, add_jobs
-from dicom_node.service import catalog
+from dicom_node.service import catalog, stats
 from dicom_node.store.index import Index
-from dicom_node.store.models import Job
+from dicom_node.store.models import Base, Job
 from dicom_node.web.app import create_app
 from tests.web.conftest import WebNode
 
@@ -76,6 +80,19 @@ def test_jobs_filter_by_state_queue_and_pipeline(web_node: WebNode) -> None:
     assert _get(web_node, "/jobs", state="exploded").status_code == 400
 
 
+def test_the_cli_and_the_api_share_one_service(web_node: WebNode) -> None:
+    """A job cancelled with ``dicom-node jobs cancel`` is cancelled for the API too, and the
+    CLI's state filter lists what the API's does."""
+    waiting, running = _jobs(web_node, "pending", "running", pipeline="xray_cls")
+    runner, home = CliRunner(), ["--data-dir", str(web_node.settings.data_dir)]
+    assert runner.invoke(cli, ["jobs", "cancel", str(waiting), *home]).exit_code == 0
+    refused = runner.invoke(cli, ["jobs", "cancel", str(running), *home])
+    assert refused.exit_code == 1 and f"job {running} is running" in refused.output
+    assert _get(web_node, f"/jobs/{waiting}").json()["state"] == "cancelled"
+    listed = json.loads(runner.invoke(cli, ["jobs", "--state", "cancelled", "--pipeline", "xray_cls", "--json", *home]).output)["jobs"]
+    assert [j["id"] for j in listed] == [j["id"] for j in _get(web_node, "/jobs", state="cancelled", pipeline="xray_cls").json()]
+
+
 def test_retry_needs_an_operator_and_a_dead_job(web_node: WebNode) -> None:
     dead, running = _jobs(web_node, "dead", "running")
     assert _post(web_node, f"/jobs/{dead}/retry", "viewer").status_code == 403
@@ -117,7 +134,6 @@ def test_pipelines_name_their_model_with_checksum_and_card(web_node: WebNode) ->
 def test_destination_check_echoes_a_peer_and_reports_one_down(fake_pacs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from dicom_node.store.models import Base
     from dicom_node.web.auth import create_token
 
     dests = {
@@ -138,6 +154,21 @@ def test_destination_check_echoes_a_peer_and_reports_one_down(fake_pacs, tmp_pat
     assert down["ok"] is False and "refused or unreachable" in down["detail"]
     assert client.post("/api/destinations/nowhere/check", headers=auth).status_code == 404
     assert catalog.check_destination(Settings(data_dir=tmp_path, destinations=dests), "pacs").ok  # what the CLI calls
+
+
+def test_history_buckets_results_and_time_to_result(tmp_path: Path) -> None:
+    index = Index(f"sqlite:///{tmp_path / 'index.db'}")
+    Base.metadata.create_all(index.engine)
+    now = dt.datetime(2026, 12, 4, 12, 0)
+    finished = [("succeeded", 50, 30), ("succeeded", 40, 90), ("dead", 40, 5), ("succeeded", 10, 12), ("succeeded", 90, 1)]
+    with index.sessions.begin() as session:
+        for state, minutes_ago, took_s in finished:
+            end = now - dt.timedelta(minutes=minutes_ago)
+            session.add(Job(kind="pipeline", queue="gpu", state=state, created_at=end - dt.timedelta(seconds=took_s), finished_at=end))
+    buckets = stats.history(index, hours=1, bucket_minutes=15, now=now)
+    assert [b.start for b in buckets] == [now - dt.timedelta(minutes=m) for m in (60, 45, 30, 15)]
+    assert [(b.succeeded, b.dead) for b in buckets] == [(1, 0), (1, 1), (0, 0), (1, 0)]  # 90 min ago: outside
+    assert [b.median_s for b in buckets] == [30.0, 90.0, None, 12.0]
 
 
 def test_openapi_schema_is_served_to_token_holders(web_node: WebNode) -> None:
