@@ -63,9 +63,12 @@ class PrivatePostgres:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.folder = Path(tempfile.mkdtemp(prefix="dicom-node-pg-"))
+        root = os.geteuid() == 0
+        # As root the server runs as another user, who must reach the folder: /tmp, never a
+        # tempfile.tempdir a node under test has pointed into its own (private) data folder.
+        self.folder = Path(tempfile.mkdtemp(prefix="dicom-node-pg-", dir="/tmp" if root else None))
         self._user: dict[str, Any] = {}
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        if root:  # initdb and postgres refuse to run as root
             account = pwd.getpwnam("postgres") if _has_account("postgres") else pwd.getpwnam("nobody")
             os.chown(self.folder, account.pw_uid, account.pw_gid)
             self._user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
