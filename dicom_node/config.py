@@ -213,6 +213,16 @@ class Settings(BaseSettings):
         "CPU from the workers. Default: one per core, at most 4",
     )
     network_timeout_s: float = 60.0
+    association_timeout_s: float = Field(
+        10.0, gt=0,
+        description="a connection must have sent its whole A-ASSOCIATE-RQ within this, however slowly its bytes "
+        "come (a sender needs milliseconds); distinct from network_timeout_s, the idle time of an association",
+    )  # fmt: skip
+    max_associations_per_peer: int = Field(
+        16, ge=1,
+        description="connections one peer address may hold at once; more are rejected (A-ASSOCIATE-RJ, local "
+        "limit exceeded), so one peer cannot take every association the node serves",
+    )  # fmt: skip
     allowed_peers: list[Peer] = Field(default_factory=list, description="empty: any calling AE is accepted")
     duplicate_policy: Literal["replace", "keep"] = "replace"
     min_free_disk_mb: int = Field(500, ge=0, description="refuse C-STORE with 0xA700 below this")

@@ -1,9 +1,13 @@
-"""Socket and reactor tuning pynetdicom leaves to us.
+"""Socket, reactor and peer-text handling pynetdicom leaves to us.
 
 pynetdicom does not set TCP_NODELAY. A DIMSE exchange is a few small writes per message
 (command PDU, dataset PDU, response), which Nagle's algorithm holds back until the peer's
 delayed ACK — some 40 ms per instance on loopback. Every association the node makes or
 accepts binds :func:`no_delay` to EVT_CONN_OPEN.
+
+Whatever a peer sends (AE titles, UIDs, the text of a decoding error about its bytes) goes
+into a log line only through :func:`printable`: a NUL, an escape sequence or a newline from a
+peer would otherwise reach the log raw, forge a line or drive the terminal showing it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-__all__ = ["no_delay", "NO_DELAY_HANDLER", "pause_reactor", "resume_reactor", "let_peer_in", "Blindfold"]
+__all__ = [
+    "NO_DELAY_HANDLER",
+    "Blindfold",
+    "Replay",
+    "let_peer_in",
+    "no_delay",
+    "pause_reactor",
+    "printable",
+    "resume_reactor",
+]
+
+_PRINTABLE_LIMIT = 160  # characters of one peer value in a log line
 
 
 def no_delay(event: Event) -> None:
@@ -125,3 +140,43 @@ class Blindfold:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapped, name)
+
+
+class Replay:
+    """Stands in for pynetdicom's AssociationSocket while bytes read by our own code are handed
+    to pynetdicom: those are read first, then the socket; the real wrapper returns to the DUL
+    once they are drained."""
+
+    def __init__(self, wrapped: Any, data: bytes, dul: Any) -> None:
+        self._wrapped = wrapped
+        self._data = memoryview(data)
+        self._dul = dul
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._data) or bool(self._wrapped.ready)
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        out = bytearray(self._data[:nr_bytes])
+        self._data = self._data[len(out) :]
+        if not self._data:
+            self._dul.socket = self._wrapped
+        if len(out) < nr_bytes:
+            out += self._wrapped.recv(nr_bytes - len(out))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+def printable(value: str | bytes, limit: int = _PRINTABLE_LIMIT) -> str:
+    """``value`` from a peer, fit for one log line: every character that is not printable
+    (control characters, NUL, line breaks, bidirectional overrides), and the backslash itself,
+    written as its Python escape (``\\x1b``), so the line says unambiguously what was sent;
+    bytes are read as Latin-1 (one character per byte). Cut to ``limit`` characters, marked ``…``."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    cut = len(text) > limit
+    shown = "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in text[:limit]
+    )
+    return shown + "…" if cut else shown

@@ -110,7 +110,8 @@ class Node:
             if len(receivers) == 1:
                 self.server.start()
             else:  # this process accepts, and serves as receiver-0 beside the others
-                self.dispatcher = Dispatcher(self.settings.host, self.settings.port)
+                per_peer = self.settings.max_associations_per_peer
+                self.dispatcher = Dispatcher(self.settings.host, self.settings.port, per_peer)
         except OSError as exc:  # the port is taken, or not ours to bind
             raise NodeError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from exc
         if self.dispatcher is not None:

@@ -10,9 +10,14 @@ server that takes its connections from the lane instead of ``accept``).
 
 One message each way on a lane:
 
-- dispatcher → receiver: ``c`` carrying one connection's descriptor;
-- receiver → dispatcher: ``r`` once it serves (only then does it get connections), ``d`` each
-  time an association it served has ended.
+- dispatcher → receiver: ``c`` and the peer's address, carrying one connection's descriptor;
+- receiver → dispatcher: ``r`` once it serves (only then does it get connections), ``d`` and
+  the peer's address each time an association it served has ended.
+
+The dispatcher sees every connection, so it alone can hold a peer address to
+``max_associations_per_peer`` at once: one over it is rejected here, before any receiver sees
+it (:func:`~dicom_node.receive.admission.refuse_over_limit`). The receivers read each
+association request against its deadline (:class:`~dicom_node.receive.admission.AdmittingHandler`).
 
 A receiver that dies closes its lane; the connections still queued in it are closed with it,
 none of them acknowledged anything. Its restart gets a new lane.
@@ -26,12 +31,18 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from typing import Any
 
-from pynetdicom import evt
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.errors import NodeError
+from dicom_node.receive.admission import (
+    Admission,
+    AdmittingHandler,
+    PeerCount,
+    refuse_over_limit,
+)
 
 __all__ = ["Dispatcher", "HandedServer"]
 
@@ -39,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CONNECTION, READY, DONE = b"c", b"r", b"d"
 _BACKLOG = 64  # bursts of associations wait in the kernel while the dispatcher catches up
+_MESSAGE = 64  # bytes: a message and an IPv6 address
 
 
 class _Lane:
@@ -47,17 +59,22 @@ class _Lane:
     def __init__(self, name: str, sock: socket.socket) -> None:
         self.name = name
         self.sock = sock
-        self.active = 0  # associations handed over and not yet reported done
+        self.peers: Counter[str] = Counter()  # associations handed over and not yet done, by peer address
         self.ready = False
         self.closed = False
         self.registered = False  # with the dispatcher's selector
 
+    @property
+    def active(self) -> int:
+        return sum(self.peers.values())
+
 
 class Dispatcher:
     """Accepts on ``(host, port)`` and hands each connection to the ready receiver with the
-    fewest active associations (ties in turn); runs in a thread of the node's main process."""
+    fewest active associations (ties in turn), up to ``per_peer`` at once from one address; runs
+    in a thread of the node's main process."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, per_peer: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=_BACKLOG)
         self._listener.setblocking(False)
@@ -69,6 +86,7 @@ class Dispatcher:
         self._wake_recv, self._wake_send = socket.socketpair()
         self._selector.register(self._wake_recv, selectors.EVENT_READ)
         self._turn = itertools.count()
+        self._peers = PeerCount(per_peer)  # the lanes' peers together
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
@@ -150,6 +168,9 @@ class Dispatcher:
             if lane.registered:
                 self._selector.unregister(lane.sock)
             lane.sock.close()
+            for address, count in lane.peers.items():  # its receiver closed these with the lane
+                self._peers.release(address, count)
+            lane.peers.clear()
 
     def _accept(self) -> None:
         while True:
@@ -160,10 +181,21 @@ class Dispatcher:
             except OSError as exc:  # out of descriptors: the peer waits in the backlog
                 log.error("cannot accept a connection: %s", exc)
                 return
+            try:
+                peer = conn.getpeername()
+            except OSError:  # the peer left already
+                conn.close()
+                continue
+            address = str(peer[0])
+            if not self._peers.admit(address):
+                refuse_over_limit(conn, peer, self._peers.limit)
+                continue
             with conn:  # the receiver holds its own descriptor once handed over
-                self._hand_over(conn)
+                if not self._hand_over(conn, address):
+                    self._peers.release(address)
 
-    def _hand_over(self, conn: socket.socket) -> None:
+    def _hand_over(self, conn: socket.socket, address: str) -> bool:
+        """Pass ``conn`` to a receiver; False if none takes it (then it is closed)."""
         with self._changed:
             lanes = [lane for lane in self._lanes.values() if not lane.closed]
         if lanes:  # start the tie-breaking with the next receiver in turn
@@ -172,23 +204,24 @@ class Dispatcher:
         # Ready receivers, fewest associations first; a starting one only when none is ready.
         for lane in sorted(lanes, key=lambda lane: (not lane.ready, lane.active)):
             try:
-                socket.send_fds(lane.sock, [CONNECTION], [conn.fileno()])
+                socket.send_fds(lane.sock, [CONNECTION + address.encode()], [conn.fileno()])
             except BlockingIOError:  # its queue is full: it is not keeping up
                 continue
             except OSError as exc:
                 log.error("%s no longer takes connections (%s)", lane.name, exc)
                 self._close(lane)
                 continue
-            lane.active += 1
+            lane.peers[address] += 1
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("connection from %s to %s (%d associations there)", _peer(conn), lane.name, lane.active)
-            return
-        log.error("no receiver takes connections: closed one from %s", _peer(conn))
+                log.debug("connection from %s to %s (%d associations there)", address, lane.name, lane.active)
+            return True
+        log.error("no receiver takes connections: closed one from %s", address)
+        return False
 
     def _hear(self, lane: _Lane) -> None:
         while not lane.closed:
             try:
-                message = lane.sock.recv(16)
+                message = lane.sock.recv(_MESSAGE)
             except BlockingIOError:
                 return
             except OSError:
@@ -197,8 +230,13 @@ class Dispatcher:
                 if not self._stopping:
                     log.warning("%s closed its lane", lane.name)
                 self._close(lane)
-            elif message == DONE:
-                lane.active = max(0, lane.active - 1)
+            elif message[:1] == DONE:
+                address = message[1:].decode()
+                if lane.peers[address] > 0:
+                    lane.peers[address] -= 1
+                    if not lane.peers[address]:
+                        del lane.peers[address]
+                    self._peers.release(address)
             elif message == READY:
                 with self._changed:
                     lane.ready = True
@@ -211,38 +249,19 @@ class Dispatcher:
             self._changed.notify_all()
 
 
-def _peer(conn: socket.socket) -> str:
-    try:
-        return str(conn.getpeername()[0])
-    except OSError:
-        return "a peer that left"
-
-
-class _ReportingHandler(RequestHandler):
-    """pynetdicom's request handler, staying until the association ends to report it done."""
-
-    server: HandedServer
-
-    def handle(self) -> None:
-        try:
-            assoc = self._create_association()
-            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
-            assoc.start()
-            assoc.join()
-        finally:
-            self.server.report(DONE)
-
-
 class HandedServer(ThreadedAssociationServer):
     """A pynetdicom association server whose connections come from a :class:`Dispatcher`'s
-    lane instead of its own listening socket. ``server_address`` is the dispatcher's."""
+    lane instead of its own listening socket. ``server_address`` is the dispatcher's. Its
+    ``admission`` gives the association request's deadline; the dispatcher counts the peers."""
 
     daemon_threads = True  # a handler thread lives as long as its association: never joined
 
-    def __init__(self, *args: Any, lane: socket.socket, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lane: socket.socket, admission: Admission, **kwargs: Any) -> None:
         self.lane = lane
         self.lane_closed = threading.Event()
-        super().__init__(*args, request_handler=_ReportingHandler, **kwargs)
+        self.admission = admission
+        kwargs["request_handler"] = AdmittingHandler
+        super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
         self.socket.close()  # the TCP socket socketserver made: never bound
@@ -252,19 +271,25 @@ class HandedServer(ThreadedAssociationServer):
         """Nothing to listen on: the dispatcher does."""
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        message, fds, _, _ = socket.recv_fds(self.lane, 16, 1)
+        message, fds, _, _ = socket.recv_fds(self.lane, _MESSAGE, 1)
         if not fds:
             if not message:  # the dispatcher closed the lane: the node is stopping or gone
                 self.lane_closed.set()
                 time.sleep(0.05)  # until serve_forever is told to stop, do not spin
             raise OSError("no connection on the lane")
         conn = socket.socket(fileno=fds[0])
+        address = message[1:].decode()
         try:
-            return conn, conn.getpeername()
+            port = int(conn.getpeername()[1])
         except OSError:  # the peer left while the connection was queued
             conn.close()
-            self.report(DONE)
+            self.association_ended(address)
             raise
+        return conn, (address, port)
+
+    def association_ended(self, address: str) -> None:
+        """The association of a connection from ``address`` has ended (or never began)."""
+        self.report(DONE + address.encode())
 
     def report(self, message: bytes) -> None:
         """Tell the dispatcher (READY, DONE); nobody to tell once the lane is closed."""

@@ -18,9 +18,9 @@ the association, its reactor (``Association._run_reactor``) is replaced by
    same code as pynetdicom's path — before the C-STORE-RSP is written to the socket.
 3. Anything else — another DIMSE request (C-ECHO, C-FIND…), A-RELEASE-RQ, A-ABORT, an unknown
    PDU, the connection closing, the network timeout — is handed back: the bytes already read
-   are replayed to the DUL ahead of the socket (:class:`_Replay`) and pynetdicom's own reactor
-   runs until it has served one request (the fast path then takes over again) or the
-   association ends. Peers see what pynetdicom alone would have done.
+   are replayed to the DUL ahead of the socket (:class:`~dicom_node.net.Replay`) and
+   pynetdicom's own reactor runs until it has served one request (the fast path then takes
+   over again) or the association ends. Peers see what pynetdicom alone would have done.
 
 A protocol error inside a data set (a PDV overrunning its PDU, a fragment of another context,
 a command fragment) ends the association with A-ABORT, its partial file deleted.
@@ -42,7 +42,7 @@ from typing import Any
 from pynetdicom import _handlers, evt
 from pynetdicom.events import Event
 
-from dicom_node.net import Blindfold
+from dicom_node.net import Blindfold, Replay, printable
 from dicom_node.receive.handlers import StoreHandler
 from dicom_node.receive.wire import (
     P_DATA_TF,
@@ -100,33 +100,6 @@ class _Closed(Exception):
     def __init__(self, timed_out: bool = False) -> None:
         super().__init__()
         self.timed_out = timed_out
-
-
-class _Replay:
-    """Stands in for pynetdicom's AssociationSocket on hand-back: the bytes the fast path read
-    but does not handle are read first, then the socket; the real wrapper returns once they are
-    drained."""
-
-    def __init__(self, wrapped: Any, data: bytes, dul: Any) -> None:
-        self._wrapped = wrapped
-        self._data = memoryview(data)
-        self._dul = dul
-
-    @property
-    def ready(self) -> bool:
-        return bool(self._data) or bool(self._wrapped.ready)
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        out = bytearray(self._data[:nr_bytes])
-        self._data = self._data[len(out) :]
-        if not self._data:
-            self._dul.socket = self._wrapped
-        if len(out) < nr_bytes:
-            out += self._wrapped.recv(nr_bytes - len(out))
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
 
 
 class _Stream:
@@ -246,10 +219,10 @@ class FastReactor:
                 if not self._pynetdicom_serves_one():
                     return
         except _ProtocolError as exc:
-            log.warning("association from %s aborted: %s", self.calling, exc)
+            log.warning("association from %s aborted: %s", printable(self.calling), exc)
             self._abort()
         except Exception:  # a bug here must not leave the association hanging
-            log.exception("C-STORE fast path failed; aborting the association from %s", self.calling)
+            log.exception("C-STORE fast path failed; aborting the association from %s", printable(self.calling))
             self._abort()
         finally:
             if isinstance(self.dul.socket, Blindfold):
@@ -297,7 +270,7 @@ class FastReactor:
         self.sock.settimeout(self.sock_timeout)
         if restart_idle:  # the DUL's network timer saw none of our reads
             self.dul._idle_timer.restart()
-        self.dul.socket = _Replay(self.wrapper, replay, self.dul) if replay else self.wrapper
+        self.dul.socket = Replay(self.wrapper, replay, self.dul) if replay else self.wrapper
         self._release_dul()  # it reads the replayed message now, not after its park
 
     def _pynetdicom_serves_one(self) -> bool:

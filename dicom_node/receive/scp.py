@@ -1,7 +1,9 @@
-"""The node's DICOM server: one pynetdicom AE with storage (and Q/R) contexts, access control,
-the C-STORE fast path on established associations, the durable store and the batched index
-writer, reconciled with each other on start. It listens itself, or serves the connections a
-:class:`~dicom_node.receive.dispatch.Dispatcher` hands it (one of several receivers)."""
+"""The node's DICOM server: one pynetdicom AE with storage (and Q/R) contexts, admission of
+connections (:mod:`dicom_node.receive.admission`: a deadline for the association request, a
+limit per peer), access control, the C-STORE fast path on established associations, the
+durable store and the batched index writer, reconciled with each other on start. It listens
+itself, or serves the connections a :class:`~dicom_node.receive.dispatch.Dispatcher` hands it
+(one of several receivers)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
 from dicom_node.net import NO_DELAY_HANDLER
+from dicom_node.receive.admission import Admission, AdmittingServer
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_node.receive.dispatch import READY, HandedServer
 from dicom_node.receive.fastpath import FastPath
@@ -32,12 +35,6 @@ __all__ = ["NodeServer"]
 log = logging.getLogger(__name__)
 
 Handler = tuple[Any, Callable[..., Any]]
-
-
-class Server(ThreadedAssociationServer):
-    """pynetdicom's threaded server with a listen backlog for bursts of associations."""
-
-    request_queue_size = 64
 
 
 class NodeServer:
@@ -73,10 +70,12 @@ class NodeServer:
         ae = self._build_ae()
         address = (self.settings.host, self.settings.port if port is None else port)
         handlers = list(self._handlers())
+        admission = Admission(self.settings.association_timeout_s, self.settings.max_associations_per_peer)
         if lane is None:
-            self._server = ae.make_server(address, evt_handlers=handlers, server_class=Server)
+            server: dict[str, Any] = {"server_class": AdmittingServer}
         else:
-            self._server = ae.make_server(address, evt_handlers=handlers, server_class=HandedServer, lane=lane)
+            server = {"server_class": HandedServer, "lane": lane}
+        self._server = ae.make_server(address, evt_handlers=handlers, admission=admission, **server)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() expects it there
         self.writer.start()  # once bound: a port in use leaves nothing running
         threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
@@ -105,7 +104,7 @@ class NodeServer:
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = self.settings.max_pdu
         ae.network_timeout = self.settings.network_timeout_s
-        ae.acse_timeout = 30
+        ae.acse_timeout = self.settings.association_timeout_s  # the request is read already (admission)
         ae.dimse_timeout = self.settings.network_timeout_s
         ae.maximum_associations = 64
         ae.add_supported_context(Verification)
