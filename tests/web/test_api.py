@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,12 @@ from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from dicom_node.cli import app as cli
-from dicom_node.config import DicomDestination, Settings
+from dicom_node.config import (
+    DicomDestination,
+    DicomWebDestination,
+    Settings,
+    WebhookDestination,
+)
 from dicom_node.queue.outbox import NewJob, add_jobs
 from dicom_node.service import catalog, stats
 from dicom_node.store.index import Index
@@ -154,6 +161,44 @@ def test_destination_check_echoes_a_peer_and_reports_one_down(fake_pacs, tmp_pat
     assert down["ok"] is False and "refused or unreachable" in down["detail"]
     assert client.post("/api/destinations/nowhere/check", headers=auth).status_code == 404
     assert catalog.check_destination(Settings(data_dir=tmp_path, destinations=dests), "pacs").ok  # what the CLI calls
+
+
+class _Qido(BaseHTTPRequestHandler):
+    """A DICOMweb server's answer to QIDO: 200 on /dicomweb/studies, 404 elsewhere."""
+
+    def do_GET(self) -> None:
+        found = self.path.startswith("/dicomweb/studies?limit=1")
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.end_headers()
+        self.wfile.write(b"[]" if found else b"")
+        self.requests.append(self.path)  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_http_destinations_are_checked_without_being_sent_anything(tmp_path: Path) -> None:
+    _Qido.requests = []  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Qido)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        dests = {
+            "archive": DicomWebDestination(url=f"{base}/dicomweb"),
+            "wrong": DicomWebDestination(url=f"{base}/elsewhere"),
+            "chat": WebhookDestination(kind="webhook", url=f"{base}/hook"),
+        }
+        settings = Settings(data_dir=tmp_path, destinations=dests)
+        assert catalog.check_destination(settings, "archive") == catalog.CheckResult("archive", "dicomweb", True, "HTTP 200 from GET /dicomweb/studies")
+        assert not catalog.check_destination(settings, "wrong").ok
+        hook = catalog.check_destination(settings, "chat")
+        assert hook.ok and hook.detail == f"TCP connection to 127.0.0.1:{server.server_port} accepted"
+        assert not any("hook" in path for path in _Qido.requests)  # type: ignore[attr-defined]  # a webhook is never called to check it
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_history_buckets_results_and_time_to_result(tmp_path: Path) -> None:
