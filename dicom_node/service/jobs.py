@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
@@ -18,11 +18,12 @@ from dicom_node.service import Conflict, NotFound
 from dicom_node.store.index import Index
 from dicom_node.store.models import Job, JobEvent, utcnow
 
-__all__ = ["CANCELLABLE", "FAILED", "STATES", "cancel", "dead_letters", "duration_s", "get_job", "job_dict", "list_jobs", "retry"]
+__all__ = ["CANCELLABLE", "FAILED", "STATES", "State", "cancel", "dead_letters", "duration_s", "get_job", "job_dict", "list_jobs", "retry"]
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "queued", "running", "succeeded", "retry", "dead", "cancelled")
+State = Literal["pending", "queued", "running", "succeeded", "retry", "dead", "cancelled"]
+STATES: tuple[str, ...] = get_args(State)
 FAILED = ("dead", "retry")  # what `jobs --failed` and the dashboard's failure list show
 CANCELLABLE = ("pending", "queued", "retry")  # not yet claimed by a worker
 

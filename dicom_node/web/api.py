@@ -9,8 +9,7 @@ its thread pool, off the event loop.
 
 from __future__ import annotations
 
-import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -29,13 +28,10 @@ from dicom_node.store.index import Index
 
 __all__ = ["PREFIX", "router", "schema_router"]
 
-log = logging.getLogger(__name__)
-
 PREFIX = "/api"
 
 router = APIRouter(prefix=PREFIX)
 
-State = Literal["pending", "queued", "running", "succeeded", "retry", "dead", "cancelled"]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 _UID = r"^[0-9.]{1,64}$"  # PS3.5 9.1: digits and dots, at most 64 characters
 
@@ -88,7 +84,7 @@ def study_timeline(request: Request, study_uid: StudyUID) -> list[dict[str, Any]
 @router.get("/jobs", tags=["jobs"], summary="Jobs, newest first, filtered by state, queue, pipeline, study")
 def list_jobs(
     request: Request,
-    state: Annotated[list[State] | None, Query(description="repeat for several")] = None,
+    state: Annotated[list[jobs.State] | None, Query(description="repeat for several")] = None,
     queue: Annotated[str | None, Query(max_length=16)] = None,
     pipeline: Annotated[str | None, Query(max_length=64)] = None,
     study_uid: Annotated[str | None, Query(pattern=_UID)] = None,
