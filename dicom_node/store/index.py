@@ -2,7 +2,12 @@
 the receive path, reconciliation and completion detection need.
 
 SQLite runs in WAL mode with a busy timeout so the SCP, the router and worker processes can
-share one file; every write is a short transaction.
+share one file; every write is a short transaction. The schema is Alembic's
+(:mod:`dicom_node.store.schema`): opening the index upgrades it, under a database lock.
+
+On PostgreSQL several replicas share the index; a session that stays idle inside a
+transaction longer than ``takeover_s`` is ended by the server, so the row locks of a replica
+that died (host lost, process frozen) pass to the others within that bound.
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.header import InstanceRecord
-from dicom_node.store.models import Base, CompletionEvent, Instance, JobEvent, Patient, Series, Study, utcnow
+from dicom_node.store.schema import migrate
+from dicom_node.store.models import CompletionEvent, Instance, JobEvent, Patient, Series, Study, utcnow
 
 __all__ = ["Index", "StudySummary", "make_engine"]
 
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+TAKEOVER_S = 30.0
+
+
+def make_engine(url: str, takeover_s: float = TAKEOVER_S) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys, PostgreSQL a
+    bound of ``takeover_s`` on how long a dead client's transaction may hold its locks."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -45,6 +55,12 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    if make_url(url).get_backend_name() == "postgresql":
+        bound_ms = int(takeover_s * 1000)
+        # a replica killed on a lost host never closes its socket: the server ends its open
+        # transaction after this (and notices the dead socket by keep-alive), releasing its locks
+        options = f"-c idle_in_transaction_session_timeout={bound_ms} -c tcp_keepalives_idle={max(1, int(takeover_s) // 3)}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -66,9 +82,9 @@ class StudySummary:
 class Index:
     """Reads and writes of the index; one per process, thread-safe through short sessions."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+    def __init__(self, url: str, takeover_s: float = TAKEOVER_S) -> None:
+        self.engine = make_engine(url, takeover_s)
+        migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

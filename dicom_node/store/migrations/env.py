@@ -1,0 +1,13 @@
+"""Alembic environment of the index: runs on the connection :func:`dicom_node.store.schema.migrate`
+hands it (under its database lock), never on a URL of its own."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from dicom_node.store.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True, compare_type=True)
+with context.begin_transaction():
+    context.run_migrations()
