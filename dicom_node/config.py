@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dicom_node.audit.settings import AuditSettings
 from dicom_node.errors import ConfigError
 from dicom_node.routing.rules import Rule
 
@@ -233,6 +234,7 @@ class Settings(BaseSettings):
     rules: list[Rule] = Field(default_factory=list)
     pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     return_results_to_origin: bool = Field(True, description="send results to the calling AE's destination")
     origins: dict[str, str] = Field(
         default_factory=dict, description="calling AE title → destination name, where they differ"
