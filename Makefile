@@ -14,7 +14,10 @@ PYTEST_ARGS ?=
 # machine's own services cannot be reached.
 FRESH_TESTS ?= tests/store/test_index.py tests/qr/test_orthanc.py tests/e2e/test_sidecar_e2e.py
 
-.PHONY: run test install system-packages check-fresh bench clean
+OHIF_VERSION ?= 3.13.2
+VIEWER := .viewer/.ohif-$(OHIF_VERSION)
+
+.PHONY: run test install system-packages viewer check-fresh bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { echo "cannot create $(VENV): on Debian/Ubuntu install python3-venv"; exit 1; }
@@ -22,7 +25,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	@echo "installing into $(VENV) (torch first: a large download on a fresh machine)"
 	$(PY) -m pip install --progress-bar on $(TORCH_SPEC)
-	$(PY) -m pip install --progress-bar on -e '.[test]'
+	$(PY) -m pip install --progress-bar on -e '.[test,models]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -31,10 +34,21 @@ install: $(STAMP)
 system-packages:
 	@bash deploy/system-packages.sh
 
-run: $(STAMP)
+# The OHIF viewer (npm @ohif/app, MIT): only its prebuilt dist/, pinned; the node serves it at /viewer.
+$(VIEWER):
+	@command -v npm >/dev/null || { echo "fetching the OHIF viewer needs npm: apt-get install -y npm"; exit 1; }
+	rm -rf .viewer && mkdir -p .viewer
+	cd .viewer && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null \
+	  && tar xzf ohif-app-$(OHIF_VERSION).tgz --strip-components=1 package/dist package/LICENSE \
+	  && rm ohif-app-$(OHIF_VERSION).tgz
+	touch $(VIEWER)
+
+viewer: $(VIEWER)
+
+run: $(STAMP) viewer
 	$(VENV)/bin/dicom-node serve $(ARGS)
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages viewer
 	TCP_NODELAY=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The same tests in a network namespace of their own (loopback only): they pass only if every
@@ -46,4 +60,4 @@ bench: $(STAMP)
 	TCP_NODELAY=1 $(PY) bench/ingest.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var .viewer

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The operating-system packages the test suite runs as real peers: DCMTK, Orthanc with its
-# DICOMweb plug-in, and the Redis and PostgreSQL server binaries (the tests start their own
-# servers on free ports; nothing here starts a service). `make test` calls this before pytest.
+# DICOMweb plug-in, the Redis and PostgreSQL server binaries (the tests start their own servers
+# on free ports; nothing here starts a service), headless Chromium with its driver for the
+# dashboard and viewer tests, and npm to fetch the viewer. `make test` calls this before pytest.
 #
 # Installs what is missing with apt-get as root, or through `sudo -n` where that is allowed;
 # otherwise it prints the one command to run and exits 1, so pytest never starts without them.
@@ -15,6 +16,9 @@ missing=()
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
 
 ((${#missing[@]})) || exit 0
 
