@@ -8,7 +8,9 @@ visible in ``dicom-node jobs --failed`` and retryable with ``dicom-node jobs ret
 
 The relay re-dispatches what is due: pending and retry jobs, queued jobs not started within
 ``requeue_after_s`` (a broker that lost its messages) and running jobs whose lease expired
-(a worker that died).
+(a worker that died). Replicas sharing a PostgreSQL index each run a relay: a job's row is
+locked from being chosen until it is marked queued (``SKIP LOCKED``), so they hand out
+different jobs, and one killed mid-way leaves its job due for the others at once.
 """
 
 from __future__ import annotations
@@ -187,10 +189,35 @@ class Relay(Ticker):
 
     def dispatch_due(self, limit: int = 200) -> int:
         """Send every due job (stat first); returns how many went to the broker."""
+        sent = 0
+        while sent < limit:
+            try:
+                if not self._dispatch_one():
+                    break
+            except BrokerUnavailable as exc:  # the job's transaction rolled back: it waits in the outbox
+                if not self._broker_down:
+                    log.error("broker unavailable (%s); jobs wait in the outbox", exc.__cause__)
+                self._broker_down = True
+                break
+            if self._broker_down:
+                log.info("broker reachable again; dispatching waiting jobs")
+                self._broker_down = False
+            sent += 1
+        return sent
+
+    def _dispatch_one(self) -> bool:
+        """Hand the most urgent due job to the broker; False when none is due.
+
+        The job's row stays locked (``FOR UPDATE SKIP LOCKED``) from choosing it until it is
+        marked queued, so relays of several replicas hand out different jobs, and a relay killed
+        in between leaves the job as it was, due for the next relay at once. A send whose mark
+        is lost (the process dies just after it) makes a second message, which is harmless:
+        only one worker can claim the job (:func:`claim`).
+        """
         now = utcnow()
-        with self.index.sessions() as session:
-            due = session.execute(
-                select(Job.id, Job.state, Job.queue, Job.priority)
+        with self.index.sessions.begin() as session:
+            job = session.scalar(
+                select(Job)
                 .where(
                     or_(
                         Job.state == "pending",
@@ -200,38 +227,26 @@ class Relay(Ticker):
                     )
                 )
                 .order_by(Job.priority, Job.id)
-                .limit(limit)
-            ).all()
-        sent = 0
-        for job_id, state, queue, priority in due:
-            if not self._mark(job_id, from_state=state, to_state="queued"):
-                continue  # a worker or another relay got there first
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if job is None:
+                return False
+            from_state = job.state
             try:
-                self.send(job_id, queue, priority)
-            except Exception as exc:  # broker unreachable: put it back, try again next tick
-                self._mark(job_id, from_state="queued", to_state="pending", event=False)
-                if not self._broker_down:
-                    log.error("broker unavailable (%s); jobs wait in the outbox", exc)
-                self._broker_down = True
-                break
-            if self._broker_down:
-                log.info("broker reachable again; dispatching waiting jobs")
-                self._broker_down = False
-            sent += 1
-        return sent
-
-    def _mark(self, job_id: int, from_state: str, to_state: str, event: bool = True) -> bool:
-        with self.index.sessions.begin() as session:
-            values: dict[str, Any] = {"state": to_state}
-            if to_state == "queued":
-                values["queued_at"] = utcnow()
-                if from_state == "running":
-                    values["claim_token"] = None  # the expired holder may no longer finish
-            result = session.execute(update(Job).where(Job.id == job_id, Job.state == from_state).values(**values))
-            if result.rowcount == 1 and event:
-                job = session.get(Job, job_id)
-                assert job is not None
+                self.send(job.id, job.queue, job.priority)
+            except Exception as exc:  # any failure to reach the broker leaves the job due
+                raise BrokerUnavailable from exc
+            values: dict[str, Any] = {"state": "queued", "queued_at": utcnow()}
+            if from_state == "running":
+                values["claim_token"] = None  # the expired holder may no longer finish
+            # conditional: on SQLite (no row locks) a worker may have claimed it meanwhile
+            marked = session.execute(update(Job).where(Job.id == job.id, Job.state == from_state).values(**values))
+            if marked.rowcount == 1:
                 detail = "lease expired, re-dispatched" if from_state == "running" else f"queue {job.queue}"
-                session.add(JobEvent(study_uid=job.study_uid, job_id=job_id, event="queued", detail=detail))
-            return result.rowcount == 1
+                session.add(JobEvent(study_uid=job.study_uid, job_id=job.id, event="queued", detail=detail))
+            return True
 
+
+class BrokerUnavailable(Exception):
+    """The broker refused a job; raised inside the job's transaction so that it rolls back."""

@@ -129,7 +129,7 @@ def _readable(exc: BaseException, limit: int = 500) -> str:
 
 class Router(Ticker):
     """Consumes completion events (a thread in the node process). Its tick also catches events
-    written by another process (``dicom-node complete``)."""
+    written by another process (``dicom-node complete``) or another replica's detector."""
 
     def __init__(
         self,
@@ -186,10 +186,17 @@ class Router(Ticker):
         log.debug("routing study %s failed", event.study_uid, exc_info=exc)
 
     def _route(self, session: Session, event_id: int) -> int:
-        event = session.get(CompletionEvent, event_id)
-        if event is None or event.routed_at is not None:
+        # replicas sharing the index route side by side: the event's row lock makes one of them
+        # route it; the others pass it by (SKIP LOCKED) or, after its commit, find it routed
+        event = session.scalar(
+            select(CompletionEvent)
+            .where(CompletionEvent.id == event_id, CompletionEvent.routed_at.is_(None))
+            .with_for_update(skip_locked=True)
+        )
+        if event is None:
             return 0
-        study = session.scalar(select(Study).where(Study.study_uid == event.study_uid))
+        # one study is routed by one replica at a time, even for two of its events
+        study = session.scalar(select(Study).where(Study.study_uid == event.study_uid).with_for_update())
         now = utcnow()
         attrs = self._series_attributes(session, event.study_uid, study, now) if study is not None else {}
         plan = plan_jobs(self.settings, event.study_uid, attrs, self.queue_of)
