@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     port: int = Field(11112, ge=0, le=65535)
     data_dir: Path = Path("var")
     database_url: str | None = None
+    takeover_s: float = Field(
+        30.0, gt=0,
+        description="PostgreSQL: a replica that died holding index rows (lost host, frozen process) loses them to the others after this",
+    )  # fmt: skip
     max_pdu: int = Field(0, ge=0, description="largest PDU we accept; 0 = unlimited (fewest fragments)")
     receivers: int = Field(
         default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1,

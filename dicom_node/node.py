@@ -29,6 +29,7 @@ from dicom_node.routing.completion import CompletionDetector
 from dicom_node.orders.listener import OrderListener
 from dicom_node.routing.router import Router
 from dicom_node.store.index import Index
+from dicom_node.store.single_replica import SingleReplicaLock
 
 if TYPE_CHECKING:
     from dicom_node.web.server import WebServer
@@ -58,7 +59,8 @@ class Node:
     def __init__(self, settings: Settings, config_path: Path | None = None, workers: bool | None = None) -> None:
         self.settings = settings
         self.config_path = config_path  # recorded beside the settings: where they came from
-        self.index = Index(settings.database_url or "")
+        self.index = Index(settings.database_url or "", takeover_s=settings.takeover_s)
+        self.single_replica = SingleReplicaLock(settings.database_url or "")
         self.server = NodeServer(settings, self.index)
         self.celery = make_celery(settings)
         self.relay = Relay(self.index, settings.queue, self._send)
@@ -101,9 +103,18 @@ class Node:
         associations opened now (a benchmark's clock started now) meet every receiver, not one
         process that shares its cores with the others' start-up.
 
-        Raises NodeError, with everything stopped again, when the port cannot be bound, or a
-        receiver exits or is not serving within ``receiver_timeout_s``.
+        Raises NodeError, with everything stopped again, when another serve runs on the same
+        SQLite index, the port cannot be bound, or a receiver exits or is not serving within
+        ``receiver_timeout_s``.
         """
+        self.single_replica.acquire()
+        try:
+            self._start(receiver_timeout_s)
+        except BaseException:
+            self.single_replica.release()
+            raise
+
+    def _start(self, receiver_timeout_s: float) -> None:
         receivers = [f"receiver-{n}" for n in range(self.settings.receivers)]
         record_settings(self.settings, self.config_path)  # before any child starts: they load it
         try:
@@ -211,3 +222,4 @@ class Node:
         self.completion.stop()
         self.server.stop()
         self.index.close()
+        self.single_replica.release()

@@ -2,7 +2,8 @@
 
 The files are the truth: an acknowledged instance is always a file. After a crash the index
 may lack rows for files written in the last batch window, and may hold rows whose file was
-removed by hand; partial uploads may be left in ``incoming``. This brings the three in line.
+removed by hand; partial uploads may be left in ``incoming``. This brings the three in line,
+for this store's files: an index shared by replicas also lists the other replicas' files.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class ReconcileReport:
 def reconcile(store: FileStore, index: Index, batch: int = 500) -> ReconcileReport:
     """Index unindexed files, drop rows without files, clear partial uploads."""
     report = ReconcileReport(partial_removed=store.clear_incoming())
-    known = index.indexed_paths()
+    # only this store's rows: replicas sharing the index keep their files in stores of their
+    # own, which this host may not see, and their rows are not this one's to drop
+    known = {path: uid for path, uid in index.indexed_paths().items() if Path(path).is_relative_to(store.root)}
     pending = []
     for path in store.iter_files():
         if known.pop(str(path), None) is not None:
