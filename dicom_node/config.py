@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.audit.settings import AuditSettings
+from dicom_node.deid.settings import DeidentifySettings
 from dicom_node.errors import ConfigError
 from dicom_node.routing.rules import Rule
 
@@ -75,6 +76,9 @@ class DicomDestination(BaseModel):
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    deidentify: DeidentifySettings | None = Field(
+        None, description="PS3.15 Annex E on the way out ('basic' or a mapping); results coming back are re-identified"
+    )
 
     _ae = field_validator("ae_title")(_check_ae)
 
@@ -84,6 +88,7 @@ class DicomWebDestination(BaseModel):
 
     kind: Literal["dicomweb"] = "dicomweb"
     url: str
+    deidentify: DeidentifySettings | None = Field(None, description="PS3.15 Annex E on the way out")
 
 
 class Hl7Destination(BaseModel):

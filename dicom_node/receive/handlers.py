@@ -37,6 +37,7 @@ from pathlib import Path
 from pynetdicom.events import Event
 
 from dicom_node.config import Settings
+from dicom_node.deid.inbound import Reidentifier
 from dicom_node.store.filestore import FileStore
 from dicom_node.store.header import HeaderError, read_header
 from dicom_node.store.writer import IndexWriter
@@ -85,6 +86,7 @@ class StoreHandler:
         self.writer = writer
         self.accepted = accepted
         self.min_free = settings.min_free_disk_mb * 1024 * 1024
+        self.reidentifier = Reidentifier(settings)
 
     def __call__(self, event: Event) -> int:
         req = event.request
@@ -127,6 +129,8 @@ class StoreHandler:
                 sop_instance, calling, record.sop_instance_uid,
             )  # fmt: skip
             return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+        if self.reidentifier.applies(calling) and self.reidentifier.rewrite(temp, calling):
+            fd, record = None, read_header(temp)  # what returns from a de-identifying destination, mapped back
         final = self.store.path_for(record.study_uid, record.series_uid, record.sop_instance_uid)
         if self.settings.duplicate_policy == "keep" and final.exists():
             log.info("C-STORE %s from %s: already stored, kept the first copy", record.sop_instance_uid, calling)

@@ -19,12 +19,27 @@ def send_files(
     dest = settings.destinations.get(destination)
     if dest is None:
         raise ConfigError(f"unknown destination {destination!r}; known: {', '.join(settings.destinations) or 'none'}")
+    if not isinstance(dest, DicomDestination | DicomWebDestination):  # hl7/fhir/webhook take notifications
+        raise ConfigError(f"destination {destination!r} is {dest.kind}: DICOM objects go to dicom or dicomweb destinations")
+    if dest.deidentify is not None:
+        from dicom_node.deid.outbound import send_deidentified
+
+        return send_deidentified(
+            settings, destination, dest, dest.deidentify, paths, lambda copies: _send(settings, dest, copies, progress)
+        )
+    return _send(settings, dest, paths, progress)
+
+
+def _send(
+    settings: Settings,
+    dest: DicomDestination | DicomWebDestination,
+    paths: Sequence[Path],
+    progress: Callable[[int], None] | None,
+) -> SendReport:
     if isinstance(dest, DicomDestination):
         from dicom_node.send.dimse import store_files
 
         return store_files(settings.ae_title, dest, paths, progress)
-    if not isinstance(dest, DicomWebDestination):  # hl7/fhir/webhook destinations take notifications, not files
-        raise ConfigError(f"destination {destination!r} is {dest.kind}: DICOM objects go to dicom or dicomweb destinations")
     from dicom_node.send.dicomweb import stow_files
 
     return stow_files(dest, paths, progress)
