@@ -8,8 +8,8 @@ two processes racing through ``CREATE TABLE patient`` left one dead with a Uniqu
 
 A database made before migrations existed (``create_all``, no ``alembic_version`` table) gets
 the tables it lacks, as ``create_all`` gave them before, and is stamped with the newest
-revision: its tables are then the models' (``tests/store/test_schema.py`` holds the newest
-revision to them), which that stamp says.
+revision: its tables are then the models' (:func:`index_metadata`;
+``tests/store/test_schema.py`` holds the newest revision to them), which that stamp says.
 """
 
 from __future__ import annotations
@@ -25,17 +25,29 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, func, inspect, select
 
 from dicom_node.store.models import Base
 
-__all__ = ["alembic_config", "head_revision", "migrate"]
+__all__ = ["alembic_config", "head_revision", "index_metadata", "migrate"]
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # pg_advisory_lock key: any 64-bit number no other user of the database takes; this one spells "dcmnode"
 ADVISORY_LOCK_KEY = 0x64636D6E6F6465
+
+
+@functools.cache
+def index_metadata() -> MetaData:
+    """Every table the index holds: the store's models and the de-identification keys, which
+    :mod:`dicom_node.deid.keys` declares in a metadata of its own."""
+    from dicom_node.deid.keys import _metadata as deid_tables  # its tables, not a public name yet
+
+    combined = MetaData()
+    for table in (*Base.metadata.tables.values(), *deid_tables.tables.values()):
+        table.to_metadata(combined)
+    return combined
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -71,7 +83,7 @@ def migrate(engine: Engine) -> None:
             return
         if current is None and inspect(connection).has_table("patient"):
             log.info("index made before schema migrations: adding missing tables, stamping revision %s", head_revision())
-            Base.metadata.create_all(connection)
+            index_metadata().create_all(connection)
             command.stamp(alembic_config(connection), "head")
             connection.commit()
             return

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from dicom_node.store.models import Base
+from dicom_node.store.schema import index_metadata
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True, compare_type=True)
+context.configure(connection=connection, target_metadata=index_metadata(), render_as_batch=True, compare_type=True)
 with context.begin_transaction():
     context.run_migrations()
