@@ -19,6 +19,7 @@ from pydicom.multival import MultiValue
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from dicom_node.qr.gathered import GATHERED, Gathered
 from dicom_node.qr.keys import COMPUTED, KEYS, TABLE_PK
 from dicom_node.qr.matching import condition, has_wildcard, modalities_condition
 from dicom_node.qr.model import UNIQUE_KEY, InformationModel, Level, QRError, QRStatus
@@ -101,6 +102,7 @@ class FindPlan:
     returns: list[tuple[int, str, str, str | None]] = field(default_factory=list)
     columns: dict[str, ColumnElement[object]] = field(default_factory=dict)
     requested: set[str] = field(default_factory=set)
+    gathered: dict[str, Gathered] = field(default_factory=dict)  # keyword → key read per batch
 
     def rows(self, index: Index, batch: int = 256) -> Iterator[dict[str, object]]:
         """Matching rows as ``{label: value}``, batch by batch."""
@@ -112,8 +114,13 @@ class FindPlan:
         while True:
             with index.sessions() as session:
                 chunk = session.execute(base.where(pk > last).order_by(pk).limit(batch)).all()
-            for row in chunk:
-                yield dict(row._mapping)
+                rows = [dict(row._mapping) for row in chunk]
+                for keyword, key in self.gathered.items():
+                    owner = _owner_label(key)
+                    values = key.read(session, sorted({int(row[owner]) for row in rows}))
+                    for row in rows:
+                        row[keyword] = values.get(row[owner], [])
+            yield from rows
             if len(chunk) < batch:
                 return
             last = chunk[-1][0]
@@ -131,7 +138,8 @@ class FindPlan:
             if keyword == "ModalitiesInStudy" and isinstance(value, str):
                 value = sorted({m for m in value.split("\\") if m})
             elif vr == "SQ":
-                value = []
+                value = value or []  # a sequence the index holds (gathered), else zero length
+                non_ascii |= any(not str(e.value).isascii() for item in value for e in item)  # type: ignore[attr-defined]
             elif value is None:
                 value = None if vr in ("IS", "DS", "US", "UL", "SS", "SL") else ""
             elif isinstance(value, str) and not value.isascii():
@@ -170,9 +178,23 @@ def plan_find(model: InformationModel, identifier: Dataset, dialect: str) -> Fin
     return plan
 
 
+def _owner_label(key: Gathered) -> str:
+    return f"{key.level.value.lower()}_pk"
+
+
 def _plan_key(plan: FindPlan, keyword: str, elem: DataElement, dialect: str) -> str | None:
     """Add ``keyword``'s condition and column to ``plan``; its column label, or None when the
     key is not one we hold at this level (returned with zero length, C.2.2.1.3)."""
+    if keyword in GATHERED:
+        gathered = GATHERED[keyword](elem, dialect)
+        if gathered.level.depth > plan.level.depth:
+            return None
+        plan.columns[_owner_label(gathered)] = gathered.owner
+        plan.gathered[keyword] = gathered
+        term = gathered.condition()
+        if term is not None:
+            plan.where.append(term)
+        return keyword
     key, computed = KEYS.get(keyword), COMPUTED.get(keyword)
     if elem.VR == "SQ" or (key is None and computed is None):
         return None

@@ -3,7 +3,8 @@ Patient Root, Study Root and Patient/Study Only models. The receive SCP binds th
 
 Handlers never raise to the peer: a refused identifier becomes 0xA900/0xC000 with an Error
 Comment, an unknown move destination 0xA801, an unreachable index 0xA700. C-CANCEL is
-checked before every pending response and every sub-operation.
+checked before every pending response and every sub-operation. A C-MOVE/C-GET refused before
+any sub-operation reports none (:class:`_RefusedUpFront`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.events import Event, InterventionEvent, NotificationEvent
-from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import DicomDestination, Settings
 from dicom_node.qr.model import MODELS, QRError, QRStatus, model_for
-from dicom_node.net import NO_DELAY_HANDLER, let_peer_in
+from dicom_node.net import NO_DELAY_HANDLER, let_peer_in, printable
 from dicom_node.qr.rawsend import PendingThrottle
 from dicom_node.qr.query import RetrievePlan, plan_find, plan_retrieve
 from dicom_node.qr.subops import PeerContexts, prepare, proposed_contexts
@@ -69,6 +70,30 @@ def _index_down() -> Dataset:
     return _status(QRStatus.OUT_OF_RESOURCES, "index unavailable")
 
 
+class _RefusedUpFront:
+    """A C-MOVE/C-GET refused before any sub-operation. pynetdicom sends a failure only once the
+    handler has announced its sub-operations, and then counts every announced one as failed
+    (a refused identifier reported 1 failed sub-operation, none attempted; a C-MOVE even opened
+    an association to the destination first). So the handler announces none, and this, installed
+    as the association's ``dimse.send_msg`` for one request, turns pynetdicom's Success
+    response to it into ``refusal`` (status, Error Comment, Offending Element), all counts 0."""
+
+    def __init__(self, assoc: Association, message_id: int, refusal: Dataset) -> None:
+        self.dimse: Any = assoc.dimse
+        self.send_msg: Callable[[Any, int], None] = assoc.dimse.send_msg
+        self.message_id = message_id
+        self.refusal = refusal
+        self.dimse.send_msg = self
+
+    def __call__(self, primitive: Any, context_id: int) -> None:
+        if isinstance(primitive, (C_MOVE, C_GET)) and primitive.MessageIDBeingRespondedTo == self.message_id:
+            self.dimse.__dict__.pop("send_msg", None)  # this response only
+            for keyword in ("Status", "ErrorComment", "OffendingElement"):
+                if keyword in self.refusal:
+                    setattr(primitive, keyword, self.refusal[keyword].value)
+        self.send_msg(primitive, context_id)
+
+
 class QRHandlers:
     """EVT_C_FIND / EVT_C_MOVE / EVT_C_GET generators (pynetdicom's handler protocol)."""
 
@@ -94,7 +119,7 @@ class QRHandlers:
                 sent += 1
                 yield QRStatus.PENDING, response
         except QRError as exc:
-            log.warning("C-FIND refused (0x%04X): %s", exc.status, exc.comment)
+            log.warning("C-FIND refused (0x%04X): %s", exc.status, printable(exc.comment))
             yield _refusal(exc), None
             return
         except SQLAlchemyError:
@@ -113,7 +138,7 @@ class QRHandlers:
         (status, dataset) per sub-operation."""
         destination = self._destination(str(event.move_destination).strip())
         if destination is None:
-            log.warning("C-MOVE refused (0xA801): move destination %r not configured", event.move_destination)
+            log.warning("C-MOVE refused (0xA801): move destination '%s' not configured", printable(str(event.move_destination)))
             yield None, None
             return
         try:
@@ -121,11 +146,9 @@ class QRHandlers:
             count = plan.count(self.index)
             pairs = plan.stored_syntaxes(self.index) if count else []
         except (QRError, SQLAlchemyError) as exc:
-            # pynetdicom can only send a failure after opening the sub-operation association,
-            # so that association offers just Verification and is released at once.
-            yield destination.host, destination.port, {"contexts": [build_context(Verification)]}
-            yield 1
-            yield self._failure("C-MOVE", exc), None
+            _RefusedUpFront(event.assoc, event.request.MessageID, self._failure("C-MOVE", exc))
+            yield destination.host, destination.port  # not contacted: no sub-operation follows
+            yield 0
             return
         peer = PeerContexts()
         contexts = proposed_contexts(pairs)
@@ -148,8 +171,8 @@ class QRHandlers:
             plan = plan_retrieve(model_for(event.request.AffectedSOPClassUID), self._identifier(event))
             count = plan.count(self.index)
         except (QRError, SQLAlchemyError) as exc:
-            yield 1
-            yield self._failure("C-GET", exc), None
+            _RefusedUpFront(event.assoc, event.request.MessageID, self._failure("C-GET", exc))
+            yield 0
             return
         peer = PeerContexts()
         if count:
@@ -183,7 +206,7 @@ class QRHandlers:
 
     def _failure(self, name: str, exc: Exception) -> Dataset:
         if isinstance(exc, QRError):
-            log.warning("%s refused (0x%04X): %s", name, exc.status, exc.comment)
+            log.warning("%s refused (0x%04X): %s", name, exc.status, printable(exc.comment))
             return _refusal(exc)
         log.error("%s failed in the index: %s", name, exc)
         return _index_down()

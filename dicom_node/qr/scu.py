@@ -230,8 +230,9 @@ def retrieve(
     finally:
         assoc.release()
     log.info(
-        "C-%s of a study from %s: status 0x%04X, %d completed, %d failed, %d warning",
-        method.upper(), destination.ae_title, result.status, result.completed, result.failed, result.warning,
+        "C-%s of a %s from %s: status 0x%04X, %d completed, %d failed, %d warning",
+        method.upper(), "series" if series_uid else "study", destination.ae_title, result.status,
+        result.completed, result.failed, result.warning,
     )  # fmt: skip
     return result
 
@@ -245,6 +246,11 @@ def _final(
     responses: Iterator[tuple[Dataset, Dataset | None]],
     progress: Callable[[RetrieveProgress], None] | None,
 ) -> RetrieveResult:
+    """The final response's result; ``progress`` hears every pending response's counts, and the
+    final response's last: a peer need not send a pending response after the last
+    sub-operation (pending responses are optional, PS3.4 C.4.2.1.4; the node's own SCP sends
+    at most one every 0.25 s, qr.rawsend.PENDING_INTERVAL_S), so without it progress stopped
+    short (1 of 2)."""
     for status, identifier in _responses(responses):
         code = int(status.Status)
         if code in (0xFF00, 0xFF01):
@@ -267,6 +273,9 @@ def _final(
             warning=_count(status, "NumberOfWarningSuboperations"),
             failed_uids=failed_uids,
         )
+        if progress is not None:
+            remaining = _count(status, "NumberOfRemainingSuboperations")  # a cancelled one's; else none
+            progress(RetrieveProgress(remaining, result.completed, result.failed, result.warning))
         if code not in (0x0000, 0xB000, 0xFE00) and not result.completed:
             raise _refused("retrieve", status)
         return result

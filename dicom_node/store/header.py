@@ -68,6 +68,7 @@ class InstanceRecord:
     body_part: str = ""
     manufacturer: str = ""
     instance_number: int | None = None
+    other_patient_ids: tuple[tuple[str, str, str], ...] = ()  # Other Patient IDs Sequence: (ID, issuer, type)
 
 
 # InstanceRecord field, DICOM keyword, VR, longest text kept (None: all of it; an IS becomes an
@@ -133,8 +134,21 @@ def _record(values: dict[str, Any], transfer_syntax: str) -> InstanceRecord:
 def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
     """Index attributes of ``ds``; raises HeaderError(0xA900) when a required UID is missing or
     any of its UIDs is invalid."""
-    values = {name: _int(ds, kw) if vr == "IS" else _text(ds, kw, limit) for name, kw, vr, limit in _FIELDS}
+    values: dict[str, Any] = {
+        name: _int(ds, kw) if vr == "IS" else _text(ds, kw, limit) for name, kw, vr, limit in _FIELDS
+    }
+    values["other_patient_ids"] = _other_patient_ids(ds)
     return _record(values, transfer_syntax)
+
+
+def _other_patient_ids(ds: Dataset) -> tuple[tuple[str, str, str], ...]:
+    """(Patient ID, Issuer of Patient ID, Type of Patient ID) of each item of the Other Patient
+    IDs Sequence (PS3.3 C.7.1.1) that has an ID, once each: a C-FIND returns them (PS3.4 C.6.1.1.2)."""
+    found = (
+        (_text(item, "PatientID", 64), _text(item, "IssuerOfPatientID", 64), _text(item, "TypeOfPatientID", 16))
+        for item in ds.get("OtherPatientIDsSequence") or ()
+    )
+    return tuple(dict.fromkeys(ids for ids in found if ids[0]))
 
 
 def read_header(path: Path, fd: int | None = None) -> InstanceRecord:
@@ -276,6 +290,9 @@ _TAG_LENGTH = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA, _CHARSET = 0x7FE00010, 0x00080005
+# Other Patient IDs Sequence, and the keys of its items the index keeps: tag → VR, longest kept.
+_OTHER_PATIENT_IDS = 0x00101002
+_OTHER_ID_KEYS = {0x00100020: (b"LO", 64), 0x00100021: (b"LO", 64), 0x00100022: (b"CS", 16)}
 # Transfer syntaxes whose data set pydicom reads as Implicit (True) or Explicit (False) VR LE.
 _SYNTAXES = {
     "1.2.840.10008.1.2": True,
@@ -361,7 +378,8 @@ def _quick(f: _File) -> tuple[dict[str, Any], str]:
     if implicit is None:
         raise _Unsure
     found: dict[int, tuple[bytes, int, int]] = {}
-    if _elements(f, end, f.size, implicit, wanted=found) != f.size:
+    others: list[dict[int, tuple[bytes, int, int]]] = []  # the Other Patient IDs Sequence's items
+    if _elements(f, end, f.size, implicit, wanted=found, others=others) != f.size:
         raise _Unsure
     if _CHARSET in found:
         vr, pos, length = found[_CHARSET]
@@ -374,7 +392,23 @@ def _quick(f: _File) -> tuple[dict[str, Any], str]:
             values[name] = int(text) if text.strip() else None
         else:
             values[name] = text.strip()[:limit]
+    values["other_patient_ids"] = _quick_other_ids(f, others, implicit)
     return values, ts
+
+
+def _quick_other_ids(
+    f: _File, items: list[dict[int, tuple[bytes, int, int]]], implicit: bool
+) -> tuple[tuple[str, str, str], ...]:
+    """What :func:`_other_patient_ids` makes of the items, as pydicom would read them."""
+    found: list[tuple[str, str, str]] = []
+    for item in items:
+        if _CHARSET in item:
+            raise _Unsure  # an item's own character set
+        patient_id, issuer, kind = (
+            _value(f, item, tag, vr, implicit).strip()[:limit] for tag, (vr, limit) in _OTHER_ID_KEYS.items()
+        )
+        found.append((patient_id, issuer, kind))
+    return tuple(dict.fromkeys(ids for ids in found if ids[0]))
 
 
 def _value(f: _File, found: dict[int, tuple[bytes, int, int]], tag: int, vr: bytes, implicit: bool = False) -> str:
@@ -400,10 +434,12 @@ def _elements(
     wanted: dict[int, tuple[bytes, int, int]] | None = None,
     meta: bool = False,
     item: bool = False,
+    others: list[dict[int, tuple[bytes, int, int]]] | None = None,
 ) -> int:
     """Walk a data set from ``pos`` to ``end`` (None: to its item delimiter; with ``meta``: to
     the first element outside group 0002) and return where it ended. Elements of interest are
-    noted in ``wanted`` as (VR, value position, length)."""
+    noted in ``wanted`` as (VR, value position, length); with ``others``, those of each item of
+    an Other Patient IDs Sequence there, one dict per item."""
     first = True
     creators: dict[int, tuple[int, int]] = {}  # private creator elements: (value position, length)
     while end is None or pos < end:
@@ -438,11 +474,11 @@ def _elements(
             if tag == _PIXEL_DATA and (implicit or vr in (b"OB", b"OW")) and not item:
                 pos = _encapsulated(f, start)
             elif vr == b"SQ" or (implicit and _dictionary_vr(tag) == "SQ"):
-                pos = _sequence(f, start, implicit)
+                pos = _sequence(f, start, implicit, others if tag == _OTHER_PATIENT_IDS else None)
             else:
                 raise _Unsure
             continue
-        if wanted is not None and (meta or tag in _WANTED or tag == _CHARSET):
+        if wanted is not None and (meta or tag in _WANTED or tag in _OTHER_ID_KEYS or tag == _CHARSET):
             if tag in wanted:
                 raise _Unsure
             wanted[tag] = (vr, start, length)
@@ -456,7 +492,7 @@ def _elements(
             if kind == b"SQ":
                 if vr == b"UN":
                     raise _Unsure  # a sequence sent as UN: pydicom reads it its own way
-                _items(f, start, start + length, implicit)
+                _items(f, start, start + length, implicit, others if tag == _OTHER_PATIENT_IDS else None)
         pos = start + length
     if pos != end:
         raise _Unsure
@@ -499,26 +535,32 @@ def _implied_vr(f: _File, tag: int, implicit: bool, creators: dict[int, tuple[in
         return b"UL" if elem == 0 else b"UN"
 
 
-def _item(f: _File, pos: int, implicit: bool) -> int:
+_Items = list[dict[int, tuple[bytes, int, int]]] | None  # where an item's elements of interest go
+
+
+def _item(f: _File, pos: int, implicit: bool, collect: _Items = None) -> int:
     """The sequence item at ``pos`` (PS3.5 7.5), up to and past its end; raises _Unsure if
-    something else is there."""
+    something else is there. With ``collect``, its elements of interest are appended to it."""
     tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
     if tag_group << 16 | tag_elem != _ITEM:
         raise _Unsure
-    if length == 0xFFFFFFFF:
-        return _elements(f, pos + 8, None, implicit, item=True)
-    return _elements(f, pos + 8, pos + 8 + length, implicit, item=True)
+    wanted: dict[int, tuple[bytes, int, int]] | None = None if collect is None else {}
+    end = None if length == 0xFFFFFFFF else pos + 8 + length
+    pos = _elements(f, pos + 8, end, implicit, wanted=wanted, item=True)
+    if collect is not None and wanted is not None:
+        collect.append(wanted)
+    return pos
 
 
-def _items(f: _File, pos: int, end: int, implicit: bool) -> None:
+def _items(f: _File, pos: int, end: int, implicit: bool, collect: _Items = None) -> None:
     """Items of a defined-length sequence, which must fill it exactly."""
     while pos < end:
-        pos = _item(f, pos, implicit)
+        pos = _item(f, pos, implicit, collect)
     if pos != end:
         raise _Unsure
 
 
-def _sequence(f: _File, pos: int, implicit: bool) -> int:
+def _sequence(f: _File, pos: int, implicit: bool, collect: _Items = None) -> int:
     """Items of an undefined-length sequence, up to and past its delimiter."""
     while True:
         tag_group, tag_elem, length = _TAG_LENGTH.unpack(f.get(pos, 8))
@@ -526,7 +568,7 @@ def _sequence(f: _File, pos: int, implicit: bool) -> int:
             if length:
                 raise _Unsure
             return pos + 8
-        pos = _item(f, pos, implicit)
+        pos = _item(f, pos, implicit, collect)
 
 
 def _encapsulated(f: _File, pos: int) -> int:

@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.header import InstanceRecord
 from dicom_node.store.schema import migrate
-from dicom_node.store.models import CompletionEvent, Instance, JobEvent, Patient, Series, Study, utcnow
+from dicom_node.store.models import (
+    CompletionEvent, Instance, JobEvent, OtherPatientId, Patient, Series, Study, utcnow,
+)  # fmt: skip
 
 __all__ = ["Index", "StudySummary", "make_engine"]
 
@@ -252,6 +254,7 @@ class _BatchWriter:
             {"patient_id": pid, "patient_name": r.patient_name, "birth_date": r.birth_date, "sex": r.sex}
             for pid, r in patients.items()
         ], "patient_id")  # fmt: skip
+        self._other_patient_ids(records, patient_pk)
         study_pk = self._studies(records, patient_pk)
         series_pk = self._series(records, study_pk)
         rows = [
@@ -265,6 +268,16 @@ class _BatchWriter:
         # who made an instance does not change when it comes back: a PACS echoing the node's SEG/SR
         # must leave it the node's own (dicom_node.routing.provenance)
         _upsert(self.conn, Instance.__table__, rows, "sop_instance_uid", sticky=("made_by_node",))
+
+    def _other_patient_ids(self, records: Sequence[InstanceRecord], patient_pk: dict[str, int]) -> None:
+        """Every other ID an instance names for its patient, kept once (the union over instances),
+        in the order they first came."""
+        keys = ("patient_pk", "patient_id", "issuer", "id_type")
+        found = dict.fromkeys((patient_pk[r.patient_id], *ids) for r in records for ids in r.other_patient_ids)
+        if found:
+            insert = (sqlite_insert if self.conn.dialect.name == "sqlite" else pg_insert)(OtherPatientId.__table__)
+            rows = [dict(zip(keys, row)) for row in found]
+            self.conn.execute(insert.on_conflict_do_nothing(index_elements=list(keys[:3])), rows)
 
     def _studies(self, records: Sequence[InstanceRecord], patient_pk: dict[str, int]) -> dict[str, int]:
         by_study: dict[str, list[InstanceRecord]] = {}

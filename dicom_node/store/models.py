@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Patient", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ProcessedInput", "ApiToken", "Order", "utcnow"]
+__all__ = ["Base", "Patient", "OtherPatientId", "Study", "Series", "Instance", "CompletionEvent", "Job", "JobEvent", "ProcessedInput", "ApiToken", "Order", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -35,6 +35,20 @@ class Patient(Base):
     sex: Mapped[str] = mapped_column(String(16), default="")
 
     studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class OtherPatientId(Base):
+    """An item of a patient's Other Patient IDs Sequence (PS3.3 C.7.1.1), as any of their
+    instances gave it, for C-FIND (PS3.4 C.6.1.1.2); migration 0002."""
+
+    __tablename__ = "other_patient_id"
+    __table_args__ = (UniqueConstraint("patient_pk", "patient_id", "issuer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    id_type: Mapped[str] = mapped_column(String(16), default="")  # Type of Patient ID (0010,0022)
 
 
 class Study(Base):

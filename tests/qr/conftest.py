@@ -40,6 +40,19 @@ SPECS = {
     "s3": ("PAT2", "Smith^Anna", "19751224", "F", "20250610", "235959.5", "ACC_300", "XR CHEST [PA]", ("dx",)),
     "s4": ("PAT3", "DOE^JANE", "19800202", "F", "", "120000", "ACC400", "NO DATE", ("ct1",)),
 }
+# Other Patient IDs Sequence items (ID, issuer, type) of a patient's instances.
+OTHER_IDS = {"PAT2": (("MRN-77", "OTHER_HOSP", "TEXT"), ("NHS-123", "NHS", ""))}
+
+
+def _other_ids(patient_id: str) -> list[Dataset]:
+    items = []
+    for other, issuer, kind in OTHER_IDS.get(patient_id, ()):
+        item = Dataset()
+        item.PatientID, item.IssuerOfPatientID = other, issuer
+        if kind:
+            item.TypeOfPatientID = kind
+        items.append(item)
+    return items
 
 
 def _series(kind: str, spec: StudySpec, number: int) -> list[Dataset]:
@@ -60,6 +73,8 @@ def populate(node: NodeServer) -> Catalogue:
             datasets = _series(kind, spec, number)
             cat.series.setdefault(name, []).append(str(datasets[0].SeriesInstanceUID))
             for ds in datasets:
+                if pid in OTHER_IDS:
+                    ds.OtherPatientIDsSequence = _other_ids(pid)
                 path = node.store.path_for(spec.study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(path, enforce_file_format=True)

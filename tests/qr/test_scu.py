@@ -3,6 +3,8 @@ unreachable peer is transient (DestinationError)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from dicom_node.config import DicomDestination
@@ -42,6 +44,23 @@ def test_move_reports_progress_and_counts(node, storescp):
     )  # fmt: skip
     assert result.ok and (result.completed, result.failed, result.warning) == (3, 0, 0)
     assert seen and seen[0].remaining + seen[0].completed == 3  # the first pending response always goes
+
+
+def test_series_move_says_series_and_its_progress_ends_complete(node, storescp, caplog):
+    """``retrieve --series`` said "C-MOVE of a study", and its progress stopped at 1/2: the
+    final response's counts never reached the progress callback."""
+    caplog.set_level(logging.INFO, logger="dicom_node.qr.scu")
+    study = node.catalogue.studies["s2"]
+    mr = node.catalogue.series["s2"][0]  # 2 instances
+    seen: list[RetrieveProgress] = []
+    result = retrieve(
+        _node(node), study, "move", calling_ae="PYSCU", move_destination=storescp.ae_title, series_uid=mr,
+        progress=seen.append,
+    )  # fmt: skip
+    assert result.ok and result.completed == 2
+    assert seen[-1] == RetrieveProgress(remaining=0, completed=2, failed=0, warning=0)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "dicom_node.qr.scu"]
+    assert line.startswith("C-MOVE of a series from QRNODE: status 0x0000, 2 completed")
 
 
 def test_identifier_from_keywords_and_tags():

@@ -104,3 +104,22 @@ def test_get_with_bad_level(node):
     finally:
         assoc.release()
     assert final.Status == 0xA900 and "PATIENT" in final.ErrorComment
+
+
+@pytest.mark.parametrize("level", ["WARD", "PATIENT"])  # no such level; not one of the Study Root model
+def test_move_refused_before_any_suboperation_reports_none(node, storescp, level):
+    identifier = _identifier(QueryRetrieveLevel=level, StudyInstanceUID=node.catalogue.studies["s1"], PatientID="PAT1")
+    final = _move_final(node, identifier, storescp.ae_title)
+    assert final.Status == 0xA900 and level in final.ErrorComment
+    counts = [final.get(f"Number{kind}Suboperations", 0) for kind in ("OfCompleted", "OfFailed", "OfWarning", "OfRemaining")]
+    assert counts == [0, 0, 0, 0], "no sub-operation was attempted"
+
+
+def test_get_refused_before_any_suboperation_reports_none(node):
+    assoc = associate(node, StudyRootQueryRetrieveInformationModelGet)
+    try:
+        *_, (final, _) = assoc.send_c_get(_identifier(QueryRetrieveLevel="WARD"), StudyRootQueryRetrieveInformationModelGet)
+    finally:
+        assoc.release()
+    assert final.Status == 0xA900
+    assert final.get("NumberOfFailedSuboperations", 0) == 0 and final.get("NumberOfCompletedSuboperations", 0) == 0

@@ -36,7 +36,7 @@ def _pydicom(path: Path) -> Outcome:
             record = header.record_from_dataset(ds, ts)
     except header.HeaderError as exc:
         return ("refused", exc.status)
-    return ("ok", {name: getattr(record, name) for name, *_ in header._FIELDS}, ts)
+    return ("ok", _indexed(record), ts)
 
 
 def _quick(path: Path) -> Outcome | None:
@@ -48,7 +48,12 @@ def _quick(path: Path) -> Outcome | None:
         record = header._record(*quick)
     except header.HeaderError as exc:
         return ("refused", exc.status)
-    return ("ok", {name: getattr(record, name) for name, *_ in header._FIELDS}, quick[1])
+    return ("ok", _indexed(record), quick[1])
+
+
+def _indexed(record: header.InstanceRecord) -> dict[str, Any]:
+    """What the index keeps of ``record``."""
+    return {name: getattr(record, name) for name in [*(name for name, *_ in header._FIELDS), "other_patient_ids"]}
 
 
 def _agrees(path: Path) -> bool:
@@ -179,6 +184,19 @@ def test_truncated_and_corrupted_copies_agree_or_are_left_to_pydicom(tmp_path):
         copy.write_bytes(data)
         taken += _agrees(copy)
     assert taken > 100  # corrupted values inside elements still parse; the test has teeth
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_other_patient_ids_are_taken_and_agree(ct, tmp_path, syntax):
+    items = []
+    for other, issuer in (("MRN-1", "HOSP_A"), ("MRN-2", ""), ("MRN-1", "HOSP_A"), ("", "NO_ID")):
+        item = Dataset()
+        item.PatientID, item.IssuerOfPatientID, item.TypeOfPatientID = other, issuer, "TEXT"
+        items.append(item)
+    ct.OtherPatientIDsSequence = Sequence(items)
+    path = _save(ct, tmp_path / "ct.dcm", syntax)
+    assert _agrees(path)
+    assert header.read_header(path).other_patient_ids == (("MRN-1", "HOSP_A", "TEXT"), ("MRN-2", "", "TEXT"))
 
 
 def test_a_truncated_file_is_left_to_pydicom_which_refuses_it(ct, tmp_path):
