@@ -31,6 +31,7 @@ from dicom_node.routing.rules import Rule
 
 __all__ = [
     "Peer",
+    "Permission",
     "DicomDestination",
     "DicomWebDestination",
     "Hl7Destination",
@@ -60,11 +61,21 @@ def _check_ae(value: str) -> str:
     return value.strip()
 
 
+Permission = Literal["store", "find", "move", "get", "echo"]
+
+
 class Peer(BaseModel):
-    """A calling AE allowed to associate; ``host`` optionally pins it to an address."""
+    """A calling AE allowed to associate; ``host`` optionally pins it to an address.
+
+    ``permissions``: the DIMSE services it may use, store and echo unless listed. Upgrading: a
+    peer that queried or retrieved before needs ``find``/``move``/``get`` added (its refusals say
+    so). ``move_destinations``: the AE titles its C-MOVEs may send to (None: any destination).
+    """
 
     ae_title: str
     host: str | None = None
+    permissions: list[Permission] = Field(default_factory=lambda: ["store", "echo"])
+    move_destinations: list[str] | None = None
 
     _ae = field_validator("ae_title")(_check_ae)
 

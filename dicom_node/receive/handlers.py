@@ -38,6 +38,8 @@ from pynetdicom.events import Event
 
 from dicom_node.config import Settings
 from dicom_node.deid.inbound import Reidentifier
+from dicom_node.receive.access import PeerPolicy, refusal_comment
+from dicom_node.receive.auditing import TransferAudit
 from dicom_node.store.filestore import FileStore
 from dicom_node.store.header import HeaderError, read_header
 from dicom_node.store.writer import IndexWriter
@@ -61,8 +63,9 @@ class AccessControl:
     """Calling-AE allowlist (optionally pinned to a host): others get A-ASSOCIATE-RJ
     (rejected-permanent, service-user, calling-AE-title-not-recognized)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, audit: TransferAudit | None = None) -> None:
         self.peers = settings.allowed_peers
+        self.audit = audit
 
     def on_requested(self, event: Event) -> None:
         if not self.peers:
@@ -73,6 +76,8 @@ class AccessControl:
             if peer.ae_title == calling and (peer.host is None or peer.host == address):
                 return
         log.warning("association from %r at %s rejected: not in allowed_peers", calling, address)
+        if self.audit is not None:
+            self.audit.rejected(calling, address, "calling AE title not in allowed_peers")
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
         event.assoc.kill()  # as pynetdicom's own rejection does: lets the DUL send the RJ first
 
@@ -80,13 +85,18 @@ class AccessControl:
 class StoreHandler:
     """EVT_C_STORE: validate, make durable, index, answer."""
 
-    def __init__(self, settings: Settings, store: FileStore, writer: IndexWriter, accepted: set[str]) -> None:
+    def __init__(
+        self, settings: Settings, store: FileStore, writer: IndexWriter, accepted: set[str],
+        audit: TransferAudit | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.store = store
         self.writer = writer
         self.accepted = accepted
         self.min_free = settings.min_free_disk_mb * 1024 * 1024
         self.reidentifier = Reidentifier(settings)
+        self.policy = PeerPolicy(settings)
+        self.audit = audit
 
     def __call__(self, event: Event) -> int:
         req = event.request
@@ -98,7 +108,10 @@ class StoreHandler:
         for reading, if the caller has it); the status to answer. Also called by the fast path
         (:mod:`dicom_node.receive.fastpath`)."""
         try:
-            return self._store(temp, sop_class, sop_instance, calling, fd)
+            status = self._store(temp, sop_class, sop_instance, calling, fd)
+            if status != Status.SUCCESS and self.audit is not None:
+                self.audit.refused()
+            return status
         except Exception:  # a bug must not take the association or the node down
             log.exception("C-STORE from %s failed unexpectedly; answering 0xC000", calling)
             return Status.CANNOT_UNDERSTAND
@@ -106,6 +119,9 @@ class StoreHandler:
             temp.unlink(missing_ok=True)  # anything not committed was never acknowledged
 
     def _store(self, temp: Path, sop_class: str, sop_instance: str, calling: str, fd: int | None) -> int:
+        if not self.policy.permits(calling, None, "store"):
+            log.warning("C-STORE from %s refused (0x0122): %s", calling, refusal_comment("store", calling))
+            return Status.SOP_CLASS_NOT_SUPPORTED
         if sop_class not in self.accepted:
             log.warning("C-STORE from %s refused: SOP class %s not supported", calling, sop_class)
             return Status.SOP_CLASS_NOT_SUPPORTED
@@ -141,6 +157,8 @@ class StoreHandler:
             return self.not_stored(exc, record.sop_instance_uid, calling)
         record.path, record.calling_ae = str(final), calling
         self.writer.put(record)
+        if self.audit is not None:
+            self.audit.stored(record)
         log.debug("stored %s (%d bytes) from %s", record.sop_instance_uid, record.size, calling)
         return Status.SUCCESS
 

@@ -18,9 +18,12 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node.audit import AuditTrail
 from dicom_node.config import Settings
 from dicom_node.net import NO_DELAY_HANDLER
+from dicom_node.receive.access import guard_handlers
 from dicom_node.receive.admission import Admission, AdmittingServer
+from dicom_node.receive.auditing import TransferAudit
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_node.receive.dispatch import READY, HandedServer
 from dicom_node.receive.fastpath import FastPath
@@ -119,10 +122,13 @@ class NodeServer:
         return ae
 
     def _handlers(self) -> Sequence[Handler]:
-        store = StoreHandler(self.settings, self.store, self.writer, set(STORAGE_SOP_CLASSES.values()))
+        trail = AuditTrail.for_node(self.settings)
+        audit = TransferAudit(self.settings.ae_title, trail) if trail.enabled else None
+        store = StoreHandler(self.settings, self.store, self.writer, set(STORAGE_SOP_CLASSES.values()), audit)
         handlers: list[Handler] = [
             NO_DELAY_HANDLER,
-            (evt.EVT_REQUESTED, AccessControl(self.settings).on_requested),
+            *(audit.handlers() if audit is not None else []),
+            (evt.EVT_REQUESTED, AccessControl(self.settings, audit).on_requested),
             (evt.EVT_REQUESTED, FastPath(store)),
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_STORE, store),
@@ -131,4 +137,4 @@ class NodeServer:
             from dicom_node.qr.scp import qr_handlers
 
             handlers.extend(qr_handlers(self.settings, self.index))
-        return handlers
+        return guard_handlers(self.settings, trail, handlers)  # per-peer permissions (receive/access.py)
