@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dicom_node.audit.settings import AuditSettings
 from dicom_node.deid.settings import DeidentifySettings
 from dicom_node.errors import ConfigError
+from dicom_node.tls import PeerTlsSettings, ScpTlsSettings
 from dicom_node.routing.rules import Rule
 
 __all__ = [
@@ -88,8 +89,9 @@ class DicomDestination(BaseModel):
     host: str
     port: int = Field(ge=1, le=65535)
     deidentify: DeidentifySettings | None = Field(
-        None, description="PS3.15 Annex E on the way out ('basic' or a mapping); results coming back are re-identified"
+        default=None, description="PS3.15 Annex E on the way out ('basic' or a mapping); results coming back are re-identified"
     )
+    tls: PeerTlsSettings | None = Field(default=None, description="reach it over DICOM TLS (PS3.15 B.1)")
 
     _ae = field_validator("ae_title")(_check_ae)
 
@@ -99,7 +101,7 @@ class DicomWebDestination(BaseModel):
 
     kind: Literal["dicomweb"] = "dicomweb"
     url: str
-    deidentify: DeidentifySettings | None = Field(None, description="PS3.15 Annex E on the way out")
+    deidentify: DeidentifySettings | None = Field(default=None, description="PS3.15 Annex E on the way out")
 
 
 class Hl7Destination(BaseModel):
@@ -255,6 +257,7 @@ class Settings(BaseSettings):
     pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
     http: HttpSettings = Field(default_factory=HttpSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    tls: ScpTlsSettings | None = Field(None, description="DICOM TLS for the SCP (PS3.15 B.1/B.9)")
     return_results_to_origin: bool = Field(True, description="send results to the calling AE's destination")
     origins: dict[str, str] = Field(
         default_factory=dict, description="calling AE title → destination name, where they differ"
@@ -269,6 +272,12 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'index.sqlite'}"
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if self.tls is not None and self.tls.only and self.receivers > 1:
+            raise ValueError("tls.only needs receivers: 1 (the dispatcher hands plain TCP connections only)")
         return self
 
     @model_validator(mode="after")

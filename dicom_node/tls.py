@@ -11,10 +11,77 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, Field, model_validator
+
 __all__ = ["TlsVersion", "client_context", "server_context"]
 
 TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class ScpTlsSettings(BaseModel):
+    """The SCP's ``tls:`` section (PS3.15 B.1 secure transport connection profile).
+
+    Served on its own ``port`` (2762, the IANA port for DICOM over TLS) beside the plain one,
+    or, with ``only``, on the node's ``port`` instead of plain DIMSE (then ``receivers: 1``:
+    the dispatcher hands plain TCP connections only). TLS associations are served by pynetdicom
+    itself: the C-STORE fast path reads the raw socket and steps aside for them.
+    """
+
+    certificate: Path
+    private_key: Path
+    ca_certificates: Path | None = Field(
+        None, description="CAs client certificates are checked against"
+    )
+    require_client_cert: bool = False
+    min_version: TlsVersion = "TLSv1.2"
+    ciphers: str | None = Field(
+        None, description="OpenSSL cipher string; None: OpenSSL's defaults"
+    )
+    port: int = Field(2762, ge=0, le=65535)
+    only: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ScpTlsSettings:
+        if self.require_client_cert and self.ca_certificates is None:
+            raise ValueError("require_client_cert needs ca_certificates")
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        return server_context(self.certificate, self.private_key, self.ca_certificates, self.require_client_cert,
+                              self.min_version, self.ciphers)  # fmt: skip
+
+
+class PeerTlsSettings(BaseModel):
+    """A destination's ``tls:``: how the node's SCUs (C-STORE, echo) reach it over TLS."""
+
+    ca_certificates: Path | None = Field(None, description="None: the system's CAs")
+    certificate: Path | None = Field(
+        None, description="our client certificate, where the peer asks for one"
+    )
+    private_key: Path | None = None
+    min_version: TlsVersion = "TLSv1.2"
+    ciphers: str | None = None
+    server_name: str | None = Field(
+        None, description="name its certificate must carry; None: the host"
+    )
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> PeerTlsSettings:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key go together")
+        return self
+
+    def tls_args(self, host: str) -> tuple[ssl.SSLContext, str]:
+        """pynetdicom's ``associate(tls_args=...)``."""
+        context = client_context(
+            self.ca_certificates,
+            self.certificate,
+            self.private_key,
+            self.min_version,
+            self.ciphers,
+        )
+        return context, self.server_name or host
 
 
 def _apply(

@@ -27,6 +27,7 @@ from dicom_node.receive.auditing import TransferAudit
 from dicom_node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_node.receive.dispatch import READY, HandedServer
 from dicom_node.receive.fastpath import FastPath
+from dicom_node.receive.tlsserver import TlsAdmittingServer
 from dicom_node.receive.handlers import AccessControl, StoreHandler, handle_echo
 from dicom_node.store.filestore import FileStore
 from dicom_node.store.index import Index
@@ -50,6 +51,7 @@ class NodeServer:
         self.writer = IndexWriter(self.index)
         self.qr = qr
         self._server: ThreadedAssociationServer | None = None
+        self._tls_server: ThreadedAssociationServer | None = None
 
     @property
     def port(self) -> int:
@@ -74,12 +76,24 @@ class NodeServer:
         address = (self.settings.host, self.settings.port if port is None else port)
         handlers = list(self._handlers())
         admission = Admission(self.settings.association_timeout_s, self.settings.max_associations_per_peer)
-        if lane is None:
-            server: dict[str, Any] = {"server_class": AdmittingServer}
+        tls = self.settings.tls
+        if lane is None and tls is not None and tls.only:
+            server: dict[str, Any] = {"server_class": TlsAdmittingServer, "ssl_context": tls.context()}
+        elif lane is None:
+            server = {"server_class": AdmittingServer}
         else:
             server = {"server_class": HandedServer, "lane": lane}
         self._server = ae.make_server(address, evt_handlers=handlers, admission=admission, **server)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() expects it there
+        if tls is not None and not tls.only and reconcile_first:  # one TLS listener per node
+            tls_admission = Admission(self.settings.association_timeout_s, self.settings.max_associations_per_peer)
+            self._tls_server = ae.make_server(
+                (self.settings.host, tls.port), evt_handlers=handlers, admission=tls_admission,
+                server_class=TlsAdmittingServer, ssl_context=tls.context(),
+            )  # fmt: skip
+            ae._servers.append(self._tls_server)
+            threading.Thread(target=self._tls_server.serve_forever, name="scp-tls", daemon=True).start()
+            log.info("%s DICOM TLS on %s:%d", self.settings.ae_title, self.settings.host, self.tls_port)
         self.writer.start()  # once bound: a port in use leaves nothing running
         threading.Thread(target=self._server.serve_forever, name="scp", daemon=True).start()
         if isinstance(self._server, HandedServer):
@@ -93,11 +107,21 @@ class NodeServer:
             log.info("%s serving connections handed over from port %d", self.settings.ae_title, self.port)
 
     @property
+    def tls_port(self) -> int:
+        """The TLS listener's bound port (``tls.port: 0`` in tests)."""
+        if self._tls_server is None:
+            raise RuntimeError("no TLS listener: settings have no tls section, or tls.only serves the main port")
+        return int(self._tls_server.server_address[1])
+
+    @property
     def lane_closed(self) -> threading.Event | None:
         """Set once the dispatcher no longer hands this server connections; None when it listens itself."""
         return self._server.lane_closed if isinstance(self._server, HandedServer) else None
 
     def stop(self) -> None:
+        if self._tls_server is not None:
+            self._tls_server.shutdown()
+            self._tls_server = None
         if self._server is not None:
             self._server.shutdown()
             self._server = None

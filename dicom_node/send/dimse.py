@@ -8,6 +8,7 @@ peer that accepts only those (pynetdicom converts it).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -41,11 +42,18 @@ def _ae(calling_ae: str) -> AE:
     return ae
 
 
+def _tls_args(dest: DicomDestination) -> tuple[ssl.SSLContext, str] | None:
+    """DICOM TLS (PS3.15 B.1) where the destination has a ``tls:`` section."""
+    return dest.tls.tls_args(dest.host) if dest.tls is not None else None
+
+
 def echo(calling_ae: str, dest: DicomDestination) -> int:
     """C-ECHO ``dest``; returns the status (raises DestinationError when unreachable)."""
     ae = _ae(calling_ae)
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, evt_handlers=[NO_DELAY_HANDLER])
+    assoc = ae.associate(
+        dest.host, dest.port, ae_title=dest.ae_title, evt_handlers=[NO_DELAY_HANDLER], tls_args=_tls_args(dest)
+    )
     if not assoc.is_established:
         raise DestinationError(f"{dest.ae_title}@{dest.host}:{dest.port} refused or unreachable")
     try:
@@ -128,7 +136,10 @@ def _send_batch(
     ae = _ae(calling_ae)
     for sop, syntaxes in contexts.items():
         ae.add_requested_context(sop, syntaxes)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, max_pdu=0, evt_handlers=[NO_DELAY_HANDLER])
+    assoc = ae.associate(
+        dest.host, dest.port, ae_title=dest.ae_title, max_pdu=0, evt_handlers=[NO_DELAY_HANDLER],
+        tls_args=_tls_args(dest),
+    )  # fmt: skip
     if not assoc.is_established:
         raise DestinationError(f"{dest.ae_title}@{dest.host}:{dest.port} refused or unreachable", [str(p) for p in paths])
     try:
