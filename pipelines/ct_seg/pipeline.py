@@ -13,7 +13,7 @@ __all__ = ["CTSegmentation"]
 @register
 class CTSegmentation(VolumeSegmentationPipeline):
     name = "ct_seg"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "CT lesion segmentation (3D MONAI UNet; demo model trained on synthetic CT, not for clinical use)"
     modalities = ("CT",)
     demo_bundle = Path(__file__).parent / "bundle"
