@@ -5,14 +5,15 @@ model trained only on that would learn a single grey value. These generators var
 detector should not depend on — body size, tissue grey level, noise, bias field, lesion
 count, size, shape and contrast, distracting bright structures — so the demo models find
 "a compact blob brighter than its surroundings" and still score well on the canonical
-studies the node's end-to-end flow uses.
+studies the node's end-to-end flow uses. CT patches of clinical size come from
+:mod:`pipelines.training.ct_chest`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ct_case", "mr_case", "xray_case"]
+__all__ = ["mr_case", "xray_case"]
 
 
 def _ellipsoids(
@@ -40,30 +41,6 @@ def _body(y: int, x: int, rng: np.random.Generator, scale: tuple[float, float]) 
     cy, cx = y / 2 + rng.uniform(-0.05, 0.05) * y, x / 2 + rng.uniform(-0.05, 0.05) * x
     r2 = ((yy - cy) / ay) ** 2 + ((xx - cx) / ax) ** 2
     return r2 <= 1.0, r2 <= 0.45
-
-
-def ct_case(
-    rng: np.random.Generator, shape: tuple[int, int, int] = (32, 64, 64)
-) -> tuple[np.ndarray, np.ndarray]:
-    """A CT-like volume in HU (z, y, x) with 0–2 enhancing lesions, and their mask."""
-    z, y, x = shape
-    body, core = _body(y, x, rng, (0.34, 0.48))
-    tissue = rng.uniform(10.0, 70.0)
-    vol = np.full(shape, -1000.0, dtype=np.float32)
-    vol[:, body] = tissue
-    yy, xx = np.ogrid[:y, :x]
-    if rng.random() < 0.6:  # a bright "spine" the model must not call a lesion
-        sy, sx, sr = y * rng.uniform(0.68, 0.76), x / 2, rng.uniform(0.05, 0.09) * y
-        vol[:, ((yy - sy) ** 2 + (xx - sx) ** 2) <= sr**2] = rng.uniform(350.0, 900.0)
-        core = core & (((yy - sy) ** 2 + (xx - sx) ** 2) > (sr + 10) ** 2)
-    if rng.random() < 0.5:  # subcutaneous fat rim
-        inner, _ = _body(y, x, rng, (0.30, 0.33))
-        vol[:, body & ~inner] = rng.uniform(-120.0, -60.0)
-    count = int(rng.choice([0, 1, 1, 1, 2]))
-    mask = _ellipsoids(shape, rng, core, count, (2.5, 9.0))
-    vol[mask] = tissue + rng.uniform(60.0, 250.0)
-    vol += rng.normal(0.0, rng.uniform(6.0, 20.0), shape).astype(np.float32)
-    return vol, mask
 
 
 def mr_case(
