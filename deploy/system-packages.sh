@@ -19,6 +19,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v npm >/dev/null || missing+=(npm)
+command -v docker-compose >/dev/null || missing+=(docker-compose)  # deploy/ validation
 
 ((${#missing[@]})) || exit 0
 
