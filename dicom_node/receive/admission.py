@@ -15,10 +15,10 @@ Why the node decodes it first: pynetdicom logs a PDU it cannot decode at ERROR w
 after logging the offending value raw (a calling AE title with NUL and escape characters
 reached the log as they were). A rejected connection gets one WARNING line instead, with the
 peer's address and the reason, peer bytes escaped (:func:`~dicom_node.net.printable`), and
-pynetdicom's own lines about those bytes are dropped (:class:`_Muffle`); the same holds for a
-PDU an established association cannot decode. The peer gets what PS3.8 prescribes: an A-ABORT
-(9.3.8) for an invalid or unexpected PDU, an A-ASSOCIATE-RJ (9.3.4) over the per-peer limit,
-and the connection closed when its time is up.
+pynetdicom's own lines about those bytes are dropped; the same holds for a PDU an established
+association cannot decode. pynetdicom's other lines are escaped (:class:`_PeerText`). The peer
+gets what PS3.8 prescribes: an A-ABORT (9.3.8) for an invalid or unexpected PDU, an
+A-ASSOCIATE-RJ (9.3.4) over the per-peer limit, and the connection closed when its time is up.
 """
 
 from __future__ import annotations
@@ -64,22 +64,27 @@ def peer_name(address: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _Muffle(logging.Filter):
-    """Drops the records pynetdicom makes on a thread while that thread decodes a peer's PDU
-    (:meth:`quiet`): pynetdicom logs the offending value raw, then raises with the same text,
-    which the node logs once, escaped."""
-
-    _LOGGERS = ("pynetdicom.pdu", "pynetdicom.pdu_items", "pynetdicom.pdu_primitives", "pynetdicom.presentation",
-                "pynetdicom.utils", "pynetdicom._validators", "pydicom")  # fmt: skip
+class _PeerText(logging.Filter):
+    """On every pynetdicom logger (and pydicom's): drops the records made on a thread while that
+    thread decodes a peer's PDU (:meth:`quiet`), since pynetdicom logs the offending value raw,
+    then raises with the same text, which the node logs once, escaped; and escapes the others
+    (pynetdicom logs a non-conformant UID from a DIMSE command as it came, escape sequences and
+    all)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._local = threading.local()
-        for name in self._LOGGERS:
+        names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "pynetdicom"]
+        for name in ["pynetdicom", *names, "pydicom"]:
             logging.getLogger(name).addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(self._local, "quiet", False)
+        if getattr(self._local, "quiet", False):
+            return False
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = printable(message, limit=len(message)), None
+        return True
 
     @contextmanager
     def quiet(self) -> Iterator[None]:
@@ -90,7 +95,7 @@ class _Muffle(logging.Filter):
             self._local.quiet = False
 
 
-_MUFFLE = _Muffle()
+_PEER_TEXT = _PeerText()
 
 
 class Refusal(Exception):
@@ -200,7 +205,7 @@ def _check(request: bytes) -> None:
     that whatever pynetdicom cannot make of it is refused here, in one line. A UID or name with
     a character that is not printable is refused too: pynetdicom takes any UID of up to 64
     characters, and logs one that does not conform as it is."""
-    with _MUFFLE.quiet():
+    with _PEER_TEXT.quiet():
         try:
             pdu = A_ASSOCIATE_RQ()
             pdu.decode(request)
@@ -274,7 +279,7 @@ def _guard_decoding(assoc: Association, peer: str) -> None:
 
     def checked(data: bytearray) -> tuple[Any, str]:
         name = _PDU_NAMES.get(data[0], "PDU") if data else "PDU"
-        with _MUFFLE.quiet():
+        with _PEER_TEXT.quiet():
             try:
                 pdu, event = decode(data)
             except Exception as exc:  # noqa: BLE001 - as pynetdicom's own reader, which aborts on any

@@ -20,6 +20,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_node.config import load_settings
 from dicom_node.receive.scp import NodeServer
+from dicom_node.synthetic import StudySpec, ct_series
 from tests.receive.test_admission import association_request
 
 SEED = 20261204
@@ -180,4 +181,24 @@ def test_a_malformed_pdu_on_an_established_association_aborts_it_in_one_line(nod
     [line] = _lines_for(caplog, port)
     assert line.levelname == "WARNING" and "aborted" in line.getMessage()
     _assert_clean(caplog)
+    assert _still_serving(node.port)
+
+
+def test_pynetdicoms_lines_about_a_uid_with_an_escape_sequence_are_escaped(node, caplog):
+    """pynetdicom logs a non-conformant UID of a DIMSE command as it came; the node's filter
+    escapes such lines."""
+    caplog.set_level(logging.INFO)
+    ds = ct_series(StudySpec(), shape=(1, 8, 8), lesion_radius=None)[0]
+    ds.SOPInstanceUID = "1.2.3.\x1b[31m4"
+    ae = AE(ae_title="BADUID")
+    ae.add_requested_context(ds.SOPClassUID)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOM_NODE")
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_store(ds).Status == 0xA900
+    finally:
+        assoc.release()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("pynetdicom")]
+    assert any("1.2.3.\\x1b[31m4" in line for line in lines), "pynetdicom's line is there, escaped"
+    assert all(line.isprintable() for line in lines)
     assert _still_serving(node.port)
