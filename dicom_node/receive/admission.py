@@ -24,6 +24,7 @@ A-ASSOCIATE-RJ (9.3.4) over the per-peer limit, and the connection closed when i
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import struct
 import threading
@@ -55,7 +56,8 @@ _PDU_NAMES = {
 _MAX_REQUEST = 256 * 1024
 # A-ABORT reasons (PS3.8 Table 9-26, source: service-provider).
 _UNRECOGNIZED_PDU, _UNEXPECTED_PDU, _INVALID_PARAMETER = 0x01, 0x02, 0x06
-_DRAIN_READS = 16  # what the peer sent is read before closing, so it gets a FIN, not a reset
+_LINGER_S = 2.0  # ARTIM for a refused connection: how long the peer has to read our PDU and close
+_MAX_LINGERING = 256  # refused connections kept at once; more are closed at once
 
 
 def peer_name(address: Any) -> str:
@@ -240,19 +242,85 @@ def _texts(primitive: Any) -> Iterator[str]:
         yield from getattr(item, "related_general_sop_class_identification", None) or ()
 
 
-def _say_and_close(sock: socket.socket, pdu: bytes | None) -> None:
-    """Send ``pdu`` (if any) without waiting, and close; what the peer sent is read first, so
-    that the close is a FIN after our PDU rather than a reset that may discard it."""
-    try:
-        if pdu:
-            sock.send(pdu, socket.MSG_DONTWAIT)
-        sock.shutdown(socket.SHUT_WR)
-        for _ in range(_DRAIN_READS):
-            if not sock.recv(65536, socket.MSG_DONTWAIT):
-                break
-    except OSError:  # gone already, or nothing more to read now: closing is all that is left
-        pass
-    sock.close()
+class _Closer:
+    """Closes refused connections as PS3.8 9.2 has it (Sta13), in a thread of its own: after our
+    A-ASSOCIATE-RJ or A-ABORT the peer closes the connection, and only when it has not within
+    ARTIM (``_LINGER_S``) do we; what it sends meanwhile is read and dropped. An RJ at accept
+    (over the per-peer limit) goes once the peer has sent its request, as the answer to it.
+    Otherwise peers failed: an RJ sent as the connection opened reached pynetdicom before it
+    had looked at its new connection, which it then found closed and reported as an abort (1
+    rejection in 40 here); a close right behind the PDU, or with the peer's bytes unread (a
+    reset), can cost the peer our PDU."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_recv, self._wake_send = socket.socketpair()
+        self._selector.register(self._wake_recv, selectors.EVENT_READ)
+        self._new: list[tuple[socket.socket, bytes | None]] = []
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def close(self, sock: socket.socket, pdu: bytes | None, when_asked: bool = False) -> None:
+        """Send ``pdu`` without waiting (``when_asked``: once the peer has sent something) and
+        close ``sock`` as above; at once if there is no PDU (its time is up). ``sock`` itself is
+        closed now (this keeps a duplicate), so its owner may close it again."""
+        if pdu is None:
+            sock.close()
+            return
+        try:
+            if not when_asked:
+                sock.send(pdu, socket.MSG_DONTWAIT)
+            kept = sock.dup()
+        except OSError:  # gone already: closing is all that is left
+            sock.close()
+            return
+        sock.close()
+        kept.setblocking(False)
+        with self._lock:
+            if len(self._new) + len(self._deadlines) >= _MAX_LINGERING:
+                kept.close()
+                return
+            self._new.append((kept, pdu if when_asked else None))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="refused-closer", daemon=True)
+                self._thread.start()
+        self._wake_send.send(b"\0")
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                new, self._new = self._new, []
+            for sock, answer in new:
+                self._deadlines[sock] = time.monotonic() + _LINGER_S
+                self._selector.register(sock, selectors.EVENT_READ, answer)
+            for key, _ in self._selector.select(0.25):
+                if key.fileobj is self._wake_recv:
+                    self._wake_recv.recv(4096)
+                    continue
+                peer: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    ended = not peer.recv(65536)
+                    if key.data is not None and not ended:  # asked: answer, once
+                        peer.send(key.data, socket.MSG_DONTWAIT)
+                        self._selector.modify(peer, selectors.EVENT_READ, None)
+                except BlockingIOError:
+                    ended = False
+                except OSError:
+                    ended = True
+                if ended:
+                    self._drop(peer)
+            now = time.monotonic()
+            for sock in [s for s, deadline in self._deadlines.items() if deadline <= now]:
+                self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        self._selector.unregister(sock)
+        del self._deadlines[sock]
+        sock.close()
+
+
+_CLOSER = _Closer()
 
 
 def refuse_over_limit(sock: socket.socket, address: Any, limit: int) -> None:
@@ -263,7 +331,7 @@ def refuse_over_limit(sock: socket.socket, address: Any, limit: int) -> None:
         "association from %s rejected: %d connections from that address already (max_associations_per_peer)",
         peer_name(address), limit,
     )  # fmt: skip
-    _say_and_close(sock, _over_limit_rj())
+    _CLOSER.close(sock, _over_limit_rj(), when_asked=True)
 
 
 def _guard_decoding(assoc: Association, peer: str) -> None:
@@ -312,7 +380,7 @@ class AdmittingHandler(RequestHandler):
                 request = server.admission.read_request(self.request)
             except Refusal as refusal:
                 (log.debug if refusal.quiet else log.warning)("association from %s rejected: %s", peer, refusal)
-                _say_and_close(self.request, refusal.pdu)
+                _CLOSER.close(self.request, refusal.pdu)
                 return
             assoc = self._create_association()
             assoc.dul.socket = Replay(assoc.dul.socket, request, assoc.dul)  # type: ignore[assignment]

@@ -11,6 +11,7 @@ import pytest
 from dicom_node.errors import NodeError
 from dicom_node.receive.dispatch import CONNECTION, DONE, READY, Dispatcher
 from tests.conftest import wait_for
+from tests.receive.test_admission import association_request
 
 PER_PEER = 8
 
@@ -121,9 +122,11 @@ def test_a_peer_over_its_limit_is_rejected_and_others_are_not(dispatcher, caplog
     conns = handed(lane, PER_PEER)
     over = connect(dispatcher.port, 1, source="127.0.0.2")[0]
     over.settimeout(10)
-    # A-ASSOCIATE-RJ: rejected-transient, service-provider (presentation), local-limit-exceeded.
+    over.sendall(association_request())
+    # A-ASSOCIATE-RJ: rejected-transient, service-provider (presentation), local-limit-exceeded,
+    # and the connection closed by the node when the peer does not (ARTIM).
     assert over.recv(64) == bytes.fromhex("03000000000400020302")
-    assert over.recv(64) == b"", "closed after the rejection"
+    assert over.recv(64) == b""
     assert nothing_waiting(lane)
     [line] = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert line.levelname == "WARNING" and "127.0.0.2" in line.getMessage()

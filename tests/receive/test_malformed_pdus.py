@@ -88,11 +88,12 @@ def _after_association() -> Iterator[tuple[str, bytes]]:
     yield "A-ASSOCIATE-RQ of the wrong version", rq[:6] + b"\x00\x09" + rq[8:]
 
 
-def _exchange(port: int, data: bytes, associate_first: bool = False) -> tuple[int, list[int]]:
-    """Send ``data`` on a new connection (after a well-formed request when ``associate_first``);
-    our local port, and the types of the PDUs the node sent until it closed the connection or
-    accepted an association."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+def _exchange(port: int, data: bytes, source: str, associate_first: bool = False) -> list[int]:
+    """Send ``data`` on a new connection from address ``source`` (after a well-formed request
+    when ``associate_first``); the types of the PDUs the node sent until it closed the
+    connection or accepted an association. Each case comes from an address of its own, which
+    names it in the node's log (a port may be reused by the next connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0)) as sock:
         answer: list[int] = []
         if associate_first:
             sock.sendall(association_request())
@@ -102,7 +103,7 @@ def _exchange(port: int, data: bytes, associate_first: bool = False) -> tuple[in
             sock.sendall(data)
         except (ConnectionResetError, BrokenPipeError):
             pass  # closed on us already: what it sent before is still to be read
-        return sock.getsockname()[1], answer + _pdu_types(_read(sock, until_accepted=not associate_first))
+        return answer + _pdu_types(_read(sock, until_accepted=not associate_first))
 
 
 def _read(sock: socket.socket, until_accepted: bool) -> bytes:
@@ -131,8 +132,8 @@ def _pdu_types(data: bytes) -> list[int]:
     return types
 
 
-def _lines_for(caplog: pytest.LogCaptureFixture, port: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno >= logging.WARNING and f"127.0.0.1:{port} " in r.getMessage()]
+def _lines_for(caplog: pytest.LogCaptureFixture, source: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING and f" {source}:" in r.getMessage()]
 
 
 def _still_serving(port: int) -> bool:
@@ -154,15 +155,15 @@ def _assert_clean(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_malformed_association_requests_get_one_escaped_warning_each(node, caplog):
     caplog.set_level(logging.DEBUG)
-    cases = list(_before_association())
+    cases = [(what, data, f"127.0.1.{n + 1}") for n, (what, data) in enumerate(_before_association())]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(lambda case: _exchange(node.port, case[1]), cases))
+        answers = list(pool.map(lambda case: _exchange(node.port, case[1], case[2]), cases))
     accepted = 0
-    for (what, _), (port, answer) in zip(cases, answers):
+    for (what, _, source), answer in zip(cases, answers):
         if answer[:1] == [AC]:  # damage the node could live with: accepted, then the peer left
             accepted += 1
             continue
-        lines = _lines_for(caplog, port)
+        lines = _lines_for(caplog, source)
         assert len(lines) == 1, f"{what}: {[r.getMessage() for r in lines]}"
         [line] = lines
         assert line.levelname == "WARNING" and "rejected" in line.getMessage(), what
@@ -176,9 +177,9 @@ def test_malformed_association_requests_get_one_escaped_warning_each(node, caplo
 @pytest.mark.parametrize(("what", "data"), list(_after_association()), ids=[w for w, _ in _after_association()])
 def test_a_malformed_pdu_on_an_established_association_aborts_it_in_one_line(node, caplog, what, data):
     caplog.set_level(logging.DEBUG)
-    port, answer = _exchange(node.port, data, associate_first=True)
+    answer = _exchange(node.port, data, "127.0.2.1", associate_first=True)
     assert answer[1:] == [ABORT], f"the node answered {answer}"
-    [line] = _lines_for(caplog, port)
+    [line] = _lines_for(caplog, "127.0.2.1")
     assert line.levelname == "WARNING" and "aborted" in line.getMessage()
     _assert_clean(caplog)
     assert _still_serving(node.port)
